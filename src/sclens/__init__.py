@@ -1,0 +1,11 @@
+"""sclens: neural maps of single cells for scanpy."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import datasets, pl, tl
+from ._core.model import Model, ModelError
+from ._io import load_model, save_model
+
+__all__ = ["tl", "pl", "datasets", "save_model", "load_model", "Model", "ModelError", "__version__"]

@@ -1,0 +1,1 @@
+"""Internal core shared by every method: data, graphs, networks, objectives, engine, storage."""

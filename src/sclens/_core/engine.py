@@ -1,0 +1,176 @@
+"""The one training loop: encoder + objective + sampler + schedule + callbacks.
+
+A method is a choice of encoder, objective and sampler; a schedule is a sequence of
+:meth:`Trainer.optimize` calls (e.g. early exaggeration, then the main phase).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import scanpy as sc
+import torch
+from scanpy import logging as logg
+from torch import nn
+from tqdm.auto import tqdm
+
+from .graph import Graph
+
+__all__ = ["resolve_device", "EdgeSampler", "CellSampler", "Trainer"]
+
+#: ``callback(phase, epoch, loss, encoder) -> stop?``
+Callback = Callable[[str, int, float, nn.Module], bool | None]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}.")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            "device='cuda' was requested but no CUDA GPU is available; use device='auto' or 'cpu'."
+        )
+    return torch.device(device)
+
+
+class EdgeSampler:
+    """Batches of graph edges ``(i, j)`` drawn with probability proportional to their weight."""
+
+    def __init__(self, graph: Graph, batch_size: int, edges_per_epoch: int | None = None):
+        self.rows = torch.as_tensor(graph.rows)
+        self.cols = torch.as_tensor(graph.cols)
+        self.cdf = torch.as_tensor(np.cumsum(graph.weights), dtype=torch.float64)
+        self.cdf /= self.cdf[-1].clone()
+        self.batch_size = int(batch_size)
+        self.edges_per_epoch = int(edges_per_epoch or graph.n)
+
+    def __len__(self) -> int:
+        return max(1, self.edges_per_epoch // self.batch_size)
+
+    def epoch(self, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        u = torch.rand(len(self) * self.batch_size, generator=generator, dtype=torch.float64)
+        e = torch.searchsorted(self.cdf, u).clamp_max(len(self.cdf) - 1)
+        # random orientation so neither end is privileged
+        flip = torch.rand(len(e), generator=generator) < 0.5
+        i = torch.where(flip, self.cols[e], self.rows[e])
+        j = torch.where(flip, self.rows[e], self.cols[e])
+        for s in range(0, len(e), self.batch_size):
+            yield {"i": i[s : s + self.batch_size], "j": j[s : s + self.batch_size]}
+
+
+class CellSampler:
+    """Shuffled batches of cells, with their labels when given."""
+
+    def __init__(self, n: int, batch_size: int, labels: np.ndarray | None = None):
+        self.n = n
+        self.batch_size = int(batch_size)
+        self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return max(1, -(-self.n // self.batch_size))
+
+    def epoch(self, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        perm = torch.randperm(self.n, generator=generator)
+        for s in range(0, self.n, self.batch_size):
+            idx = perm[s : s + self.batch_size]
+            yield {"idx": idx} if self.labels is None else {"idx": idx, "y": self.labels[idx]}
+
+
+def progress_enabled() -> bool:
+    """Progress bars show at scanpy's default verbosity and above; ``sc.settings.verbosity = 0`` hides them."""
+    return int(sc.settings.verbosity) >= 1
+
+
+class Trainer:
+    """Owns the encoder, the device, the random stream and the loss history."""
+
+    def __init__(
+        self, encoder: nn.Module, *, device: str | torch.device = "auto", random_state: int = 0
+    ):
+        self.device = resolve_device(device)
+        self.encoder = encoder.to(self.device)
+        self.generator = torch.Generator().manual_seed(int(random_state))
+        self.history: list[dict[str, float | str | int]] = []
+        self.interrupted = False
+
+    def optimize(
+        self,
+        objective: Callable,
+        sampler,
+        *,
+        n_epochs: int,
+        learning_rate: float,
+        phase: str,
+        parameters: Iterable[nn.Parameter] | Iterable[dict] | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> Trainer:
+        """Run ``n_epochs`` of Adam on ``objective``; Ctrl-C stops early and keeps what was learnt.
+
+        ``parameters``: what to train (default: everything), as parameters or Adam param groups.
+        """
+        if self.interrupted or n_epochs <= 0:
+            return self
+        params = list(self.encoder.parameters() if parameters is None else parameters)
+        opt = torch.optim.Adam(params, lr=learning_rate)
+        self.encoder.train()
+        bar = tqdm(
+            range(n_epochs),
+            desc=phase,
+            disable=not progress_enabled(),
+            leave=False,
+            mininterval=0.5,
+        )
+        try:
+            for epoch in bar:
+                sums: dict[str, float] = {}
+                n_batches = 0
+                for batch in sampler.epoch(self.generator):
+                    batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                    out = objective(self.encoder, batch)
+                    opt.zero_grad(set_to_none=True)
+                    out.total.backward()
+                    opt.step()
+                    n_batches += 1
+                    sums["loss"] = sums.get("loss", 0.0) + float(out.total.detach())
+                    for k, v in out.terms.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                record = {k: v / max(n_batches, 1) for k, v in sums.items()}
+                if not np.isfinite(record.get("loss", 0.0)):
+                    raise FloatingPointError(
+                        f"training diverged in phase {phase!r} at epoch {epoch} (loss={record['loss']}); "
+                        "lower `learning_rate`."
+                    )
+                self.history.append({"phase": phase, "epoch": epoch, **record})
+                bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}")
+                if any(
+                    cb(phase, epoch, record.get("loss", np.nan), self.encoder) for cb in callbacks
+                ):
+                    break
+        except KeyboardInterrupt:
+            self.interrupted = True
+            logg.warning(
+                f"training interrupted in phase {phase!r}; keeping the model as it is now."
+            )
+        finally:
+            bar.close()
+            self.encoder.eval()
+        return self
+
+    def history_arrays(self) -> dict[str, np.ndarray]:
+        """The per-epoch history as columns (NaN where a phase has no such term), for ``.uns``."""
+        keys: list[str] = []
+        for rec in self.history:
+            keys += [k for k in rec if k not in keys]
+        out = {}
+        for k in keys:
+            col = [rec.get(k, np.nan) for rec in self.history]
+            out[k] = (
+                np.asarray(col, dtype=str) if k == "phase" else np.asarray(col, dtype=np.float64)
+            )
+        if "epoch" in out:
+            out["epoch"] = out["epoch"].astype(np.int64)
+        return out

@@ -1,0 +1,198 @@
+"""Neighbour graphs and affinities on the whole data set (never recomputed per minibatch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from anndata import AnnData
+from scanpy import logging as logg
+from scipy import sparse
+
+__all__ = [
+    "Graph",
+    "knn",
+    "knn_from_scanpy",
+    "perplexity_affinities",
+    "umap_affinities",
+    "neighbor_graph",
+]
+
+EXACT_KNN_MAX_CELLS = 30_000
+
+
+def knn(X: np.ndarray, k: int, *, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours of every row (self excluded): ``(indices, distances)``, both n x k.
+
+    Exact blockwise search for up to 30,000 cells, pynndescent (as in `sc.pp.neighbors`) above.
+    """
+    n = X.shape[0]
+    if k >= n:
+        raise ValueError(f"Need more cells than neighbours: {n} cells, {k} neighbours requested.")
+    if n <= EXACT_KNN_MAX_CELLS:
+        Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32))
+        sq = (Xt * Xt).sum(1)
+        idx = np.empty((n, k), dtype=np.int64)
+        dist = np.empty((n, k), dtype=np.float32)
+        block = max(1, 2**24 // n)
+        with torch.no_grad():
+            for s in range(0, n, block):
+                d2 = sq[s : s + block, None] + sq[None, :] - 2.0 * Xt[s : s + block] @ Xt.T
+                rows = torch.arange(s, min(s + block, n))
+                d2[rows - s, rows] = float("inf")
+                vals, ind = torch.topk(d2, k, dim=1, largest=False, sorted=True)
+                idx[s : s + block] = ind.numpy()
+                dist[s : s + block] = vals.clamp_min(0).sqrt().numpy()
+        return idx, dist
+    from pynndescent import NNDescent
+
+    index = NNDescent(
+        X,
+        n_neighbors=k + 1,
+        metric="euclidean",
+        random_state=random_state,
+        low_memory=True,
+        verbose=False,
+    )
+    ind, d = index.neighbor_graph
+    # drop self (normally the first column); keep k others
+    keep = ind != np.arange(n)[:, None]
+    ind = np.stack([row[m][:k] for row, m in zip(ind, keep, strict=True)])
+    d = np.stack([row[m][:k] for row, m in zip(d, keep, strict=True)])
+    return ind.astype(np.int64), d.astype(np.float32)
+
+
+def knn_from_scanpy(adata: AnnData, k: int, use_rep: str | None, n_pcs: int | None):
+    """Reuse ``sc.pp.neighbors`` results when they hold >= k euclidean neighbours of the same input."""
+    if "neighbors" not in adata.uns or "distances" not in adata.obsp:
+        return None
+    params = adata.uns["neighbors"].get("params", {})
+    if params.get("metric", "euclidean") != "euclidean":
+        return None
+    rep = params.get("use_rep", "X_pca" if adata.n_vars > 50 else "X")
+    if (use_rep or "X_pca") != rep or (n_pcs is not None and params.get("n_pcs", n_pcs) != n_pcs):
+        return None
+    D = sparse.csr_matrix(adata.obsp["distances"])
+    counts = np.diff(D.indptr)
+    if counts.min() < k:
+        return None
+    idx = np.empty((D.shape[0], k), dtype=np.int64)
+    dist = np.empty((D.shape[0], k), dtype=np.float32)
+    for i in range(D.shape[0]):
+        lo, hi = D.indptr[i], D.indptr[i + 1]
+        order = np.argsort(D.data[lo:hi], kind="stable")[:k]
+        idx[i] = D.indices[lo:hi][order]
+        dist[i] = D.data[lo:hi][order]
+    return idx, dist
+
+
+def _bisect(fn, target, lo, hi, n_iter=64):
+    """Vectorised bisection for increasing fn: finds x with fn(x) = target row-wise."""
+    for _ in range(n_iter):
+        mid = 0.5 * (lo + hi)
+        over = fn(mid) > target
+        hi = np.where(over, mid, hi)
+        lo = np.where(over, lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def perplexity_affinities(dist: np.ndarray, perplexity: float) -> np.ndarray:
+    """Conditional t-SNE affinities p_{j|i} on a kNN graph, each row at the given perplexity."""
+    d2 = dist.astype(np.float64) ** 2
+    d2 = d2 - d2[:, :1]  # shift for stability; cancels in the normalisation
+    target = np.log(perplexity)
+
+    def entropy(log_beta):
+        beta = np.exp(log_beta)[:, None]
+        logits = -beta * d2
+        p = np.exp(logits)
+        z = p.sum(1)
+        return np.log(z) + (beta[:, 0] * (p * d2).sum(1)) / z  # H = log Z + beta <d2>
+
+    # entropy decreases in beta -> bisect on -entropy
+    n = d2.shape[0]
+    log_beta = _bisect(lambda b: -entropy(b), -target, np.full(n, -50.0), np.full(n, 50.0), 100)
+    p = np.exp(-np.exp(log_beta)[:, None] * d2)
+    return (p / p.sum(1, keepdims=True)).astype(np.float32)
+
+
+def umap_affinities(dist: np.ndarray) -> np.ndarray:
+    """UMAP fuzzy memberships exp(-(d - rho)/sigma), each row summing to log2(k)."""
+    d = dist.astype(np.float64)
+    rho = d[:, :1]
+    excess = np.maximum(d - rho, 0)
+    target = np.log2(d.shape[1])
+    n = d.shape[0]
+    log_sigma = _bisect(
+        lambda s: np.exp(-excess / np.exp(s)[:, None]).sum(1),
+        target,
+        np.full(n, -30.0),
+        np.full(n, 30.0),
+        100,
+    )
+    return np.exp(-excess / np.exp(log_sigma)[:, None]).astype(np.float32)
+
+
+@dataclass
+class Graph:
+    """Undirected weighted edge list ``(rows < cols)`` over ``n`` cells, weights summing to 1."""
+
+    n: int
+    rows: np.ndarray
+    cols: np.ndarray
+    weights: np.ndarray
+    knn_indices: np.ndarray
+    knn_distances: np.ndarray
+
+    def to_sparse(self) -> sparse.csr_matrix:
+        W = sparse.coo_matrix((self.weights, (self.rows, self.cols)), shape=(self.n, self.n))
+        return (W + W.T).tocsr()
+
+
+def _symmetrize(idx: np.ndarray, w: np.ndarray, mode: str) -> sparse.csr_matrix:
+    n, k = idx.shape
+    W = sparse.csr_matrix((w.ravel(), (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n))
+    if mode == "tsne":
+        return (W + W.T) / 2
+    # UMAP fuzzy union: a + b - ab
+    prod = W.multiply(W.T)
+    return W + W.T - prod
+
+
+def neighbor_graph(
+    X: np.ndarray,
+    *,
+    affinity: str,
+    perplexity: float = 30.0,
+    n_neighbors: int = 15,
+    adata: AnnData | None = None,
+    use_rep: str | None = None,
+    n_pcs: int | None = None,
+    random_state: int = 0,
+) -> Graph:
+    """The kNN graph of the features with t-SNE (``'tsne'``) or UMAP (``'umap'``) affinities."""
+    k = min(int(np.ceil(3 * perplexity)), X.shape[0] - 1) if affinity == "tsne" else n_neighbors
+    found = knn_from_scanpy(adata, k, use_rep, n_pcs) if adata is not None else None
+    start = logg.info(
+        f"computing {k}-nearest-neighbour graph"
+        + (" (reusing .obsp['distances'])" if found else "")
+    )
+    idx, dist = found if found is not None else knn(X, k, random_state=random_state)
+    if affinity == "tsne":
+        w = perplexity_affinities(dist, perplexity)
+    elif affinity == "umap":
+        w = umap_affinities(dist)
+    else:
+        raise ValueError(f"affinity must be 'tsne' or 'umap', got {affinity!r}.")
+    W = sparse.triu(_symmetrize(idx, w, affinity), k=1).tocoo()
+    weights = W.data.astype(np.float64)
+    logg.info("    finished", time=start)
+    return Graph(
+        n=X.shape[0],
+        rows=W.row.astype(np.int64),
+        cols=W.col.astype(np.int64),
+        weights=weights / weights.sum(),
+        knn_indices=idx,
+        knn_distances=dist,
+    )

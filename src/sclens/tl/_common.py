@@ -1,0 +1,82 @@
+"""Pieces every ``sl.tl`` function shares: validation, the network recipe, writing results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+
+from .._core.data import check_key, check_not_backed
+
+__all__ = ["start_adata", "categorical_labels", "seeded", "auto_epochs", "jsonable"]
+
+
+def start_adata(adata: AnnData, func: str, copy: bool) -> AnnData:
+    """Validate the object itself; return the AnnData to write into (a copy if asked)."""
+    if not isinstance(adata, AnnData):
+        raise TypeError(
+            f"`{func}` expects an AnnData as first argument, got {type(adata).__name__}."
+        )
+    check_not_backed(adata, func)
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(
+            f"`{func}` got an empty AnnData ({adata.n_obs} cells x {adata.n_vars} genes)."
+        )
+    return adata.copy() if copy else adata
+
+
+def categorical_labels(adata: AnnData, key: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Integer codes, category names and the mask of labelled cells of an ``.obs`` column."""
+    check_key(adata.obs, key, "adata.obs")
+    col = adata.obs[key]
+    cat = col.astype("category") if not isinstance(col.dtype, pd.CategoricalDtype) else col
+    codes = cat.cat.codes.to_numpy()
+    if (codes >= 0).sum() < 2 or len(cat.cat.categories) < 2:
+        raise ValueError(
+            f"adata.obs[{key!r}] needs at least two labelled classes, found {len(cat.cat.categories)}."
+        )
+    return codes.astype(np.int64), [str(c) for c in cat.cat.categories], codes >= 0
+
+
+class seeded:
+    """Context manager: torch's global RNG seeded for network initialisation, then restored."""
+
+    def __init__(self, random_state: int):
+        self.random_state = int(random_state)
+
+    def __enter__(self):
+        self._fork = torch.random.fork_rng(devices=[])
+        self._fork.__enter__()
+        torch.manual_seed(self.random_state)
+
+    def __exit__(self, *exc):
+        return self._fork.__exit__(*exc)
+
+
+def auto_epochs(
+    n_cells: int,
+    batch_size: int,
+    *,
+    min_steps: int = 600,
+    max_steps: int = 3000,
+    passes: float = 20.0,
+) -> int:
+    """Epochs (passes of ``n_cells`` edges) giving ``passes`` data passes, clipped to a step budget."""
+    steps_per_epoch = max(1, n_cells // batch_size)
+    steps = int(np.clip(passes * steps_per_epoch, min_steps, max_steps))
+    return max(1, int(np.ceil(steps / steps_per_epoch)))
+
+
+def jsonable(params: dict) -> dict:
+    """Params for ``.uns`` (h5ad-writable): None values dropped, tuples -> lists."""
+    out = {}
+    for k, v in params.items():
+        if v is None:
+            continue
+        if isinstance(v, Sequence) and not isinstance(v, str):
+            v = list(v)
+        out[k] = v
+    return out

@@ -1,0 +1,127 @@
+"""Place new cells on a trained map and transfer reference labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scanpy import logging as logg
+from sklearn.neighbors import NearestNeighbors
+
+from .._core.data import check_key
+from .._core.engine import resolve_device
+from .._core.model import Model, ModelError
+from ._common import start_adata
+
+__all__ = ["project", "transfer_labels"]
+
+
+def _reference_model(ref: AnnData | Model, key: str) -> Model:
+    if isinstance(ref, Model):
+        return ref
+    if not isinstance(ref, AnnData):
+        raise TypeError(f"`ref` must be an AnnData or an sclens Model, got {type(ref).__name__}.")
+    check_key(
+        ref.uns, key, "ref.uns", f"Train a map first, e.g. `sl.tl.{key}(ref)`, or pass `key=`."
+    )
+    if not isinstance(ref.uns[key], dict) or "model" not in ref.uns[key]:
+        raise ModelError(f"ref.uns[{key!r}] holds no trained model ('model' entry missing).")
+    return Model.from_uns(ref.uns[key]["model"], where=f"ref.uns[{key!r}]['model']")
+
+
+def transfer_labels(
+    query_coords: np.ndarray, ref_coords: np.ndarray, ref_labels: pd.Series, n_neighbors: int = 15
+) -> tuple[pd.Categorical, np.ndarray]:
+    """Majority vote of the ``n_neighbors`` nearest reference cells (distance-weighted).
+
+    Returns the labels and the confidence (weighted fraction of votes for the winner).
+    """
+    labelled = ref_labels.notna().to_numpy()
+    cats = ref_labels.astype("category").cat.remove_unused_categories()
+    codes = cats.cat.codes.to_numpy()[labelled]
+    k = min(n_neighbors, int(labelled.sum()))
+    nn = NearestNeighbors(n_neighbors=k).fit(ref_coords[labelled])
+    dist, ind = nn.kneighbors(query_coords)
+    w = 1.0 / (dist + 1e-6 * (np.median(dist) + 1e-12))
+    votes = np.zeros((len(query_coords), len(cats.cat.categories)))
+    np.add.at(votes, (np.repeat(np.arange(len(query_coords)), k), codes[ind].ravel()), w.ravel())
+    votes /= votes.sum(1, keepdims=True)
+    best = votes.argmax(1)
+    return pd.Categorical.from_codes(best, categories=cats.cat.categories), votes.max(1)
+
+
+def project(
+    adata: AnnData,
+    ref: AnnData | Model,
+    *,
+    key: str = "ptsne",
+    transfer: Sequence[str] | str | None = None,
+    n_neighbors: int = 15,
+    device: Literal["auto", "cpu", "cuda"] | str = "cpu",
+    copy: bool = False,
+) -> AnnData | None:
+    """Project query cells onto a reference map with its trained model.
+
+    The query's genes are aligned to the model's by name: reordered, extra genes ignored, missing
+    genes set to zero with a warning that says how many; fewer than half shared raises an error.
+    The query must be normalised like the reference (e.g. ``normalize_total`` + ``log1p``).
+
+    Parameters
+    ----------
+    adata
+        Query cells.
+    ref
+        The reference AnnData holding ``uns[key]['model']`` (needed for ``transfer``), or a
+        :class:`~sclens.Model` from :func:`sclens.load_model`.
+    key
+        The map's key in the reference (``'ptsne'``, ...).
+    transfer
+        ``.obs`` columns of the reference to transfer by kNN in the map.
+    n_neighbors
+        Reference neighbours that vote in ``transfer``.
+    device
+        Where to run the network.
+    copy
+        Return a copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or the copy when ``copy=True``. Sets:
+
+    ``adata.obsm['X_' + key]``
+        The query's coordinates in the reference map.
+    ``adata.obs[col]``, ``adata.obs[col + '_confidence']``
+        For each ``transfer`` column: the transferred label and the fraction of (distance-weighted)
+        neighbour votes it received.
+    """
+    model = _reference_model(ref, key)
+    transfer = [transfer] if isinstance(transfer, str) else list(transfer or [])
+    if transfer:
+        if not isinstance(ref, AnnData):
+            raise ValueError(
+                "`transfer` needs the reference AnnData (its labels and coordinates), not a Model."
+            )
+        check_key(ref.obsm, f"X_{key}", "ref.obsm")
+        for col in transfer:
+            check_key(ref.obs, col, "ref.obs")
+    adata = start_adata(adata, "project", copy)
+    from .._core.data import query_matrix
+
+    start = logg.info(f"projecting {adata.n_obs} cells onto the {model.method!r} map")
+    X = query_matrix(adata, model.input_layer)
+    coords = model.transform(X, device=resolve_device(device))
+    results = {}
+    for col in transfer:
+        results[col] = transfer_labels(
+            coords, np.asarray(ref.obsm[f"X_{key}"]), ref.obs[col], n_neighbors
+        )
+
+    adata.obsm[f"X_{key}"] = coords
+    for col, (labels, conf) in results.items():
+        adata.obs[col] = pd.Categorical(labels, categories=labels.categories)
+        adata.obs[f"{col}_confidence"] = conf
+    logg.info("    finished", time=start, deep=f"added\n    'X_{key}', coordinates (adata.obsm)")
+    return adata if copy else None

@@ -1,0 +1,230 @@
+"""Parametric t-SNE (salient-SNE): a network that maps cells (genes) to a t-SNE map."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from anndata import AnnData
+from scanpy import logging as logg
+
+from .._core.data import prepare_input
+from .._core.engine import CellSampler, EdgeSampler, Trainer
+from .._core.graph import neighbor_graph
+from .._core.model import Model
+from .._core.networks import IndexedNetwork, Network
+from .._core.objectives import AttractionRepulsion, Classification
+from ._common import auto_epochs, categorical_labels, jsonable, seeded, start_adata
+
+__all__ = ["ptsne"]
+
+
+def ptsne(
+    adata: AnnData,
+    *,
+    n_components: int = 2,
+    perplexity: float = 30.0,
+    use_rep: str | None = None,
+    n_pcs: int | None = 50,
+    layer: str | None = None,
+    labels: str | None = None,
+    hidden: Sequence[int] = (256, 256, 256),
+    epochs: int | None = None,
+    pretrain_epochs: int = 20,
+    early_exaggeration: float = 4.0,
+    exaggeration_fraction: float = 0.25,
+    batch_size: int = 1024,
+    learning_rate: float = 1e-3,
+    device: Literal["auto", "cpu", "cuda"] | str = "auto",
+    random_state: int = 0,
+    key_added: str = "ptsne",
+    copy: bool = False,
+) -> AnnData | None:
+    """Parametric t-SNE: train a network that maps each cell to a t-SNE map.
+
+    The network minimises KL(P || Q) between t-SNE affinities P (calibrated to ``perplexity`` on
+    the kNN graph of the whole data set) and the Cauchy similarities Q of the coordinates, by
+    minibatches of graph edges (attraction) and of random pairs (repulsion, normalised as in
+    t-SNE). With genes as input, the PCA projection is the network's frozen first layer, so the
+    model maps *genes* to coordinates and :func:`sclens.tl.project` places new cells with a
+    forward pass.
+
+    With ``labels``, the salient-SNE supervised pretraining runs first: a classifier on the same
+    trunk learns the labels for ``pretrain_epochs``, then the embedding is trained with t-SNE.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix (log-normalised expression in ``.X`` or ``layer``).
+    n_components
+        Dimensions of the map.
+    perplexity
+        t-SNE perplexity; the graph holds ``3 * perplexity`` neighbours per cell.
+    use_rep
+        ``None``: genes through a frozen PCA layer (scanpy's ``X_pca`` reused if it matches
+        ``varm['PCs']``, otherwise a PCA of ``n_pcs`` components is fitted); ``'X'``: genes
+        directly; any other ``.obsm`` key: that representation (projection then needs it).
+    n_pcs
+        Components of the frozen PCA layer.
+    layer
+        Layer to read instead of ``.X``.
+    labels
+        ``.obs`` column for supervised pretraining (unlabelled cells, NaN, are ignored).
+    hidden
+        Widths of the network's hidden layers.
+    epochs
+        Epochs of t-SNE training; one epoch samples ``n_obs`` edges. ``None``: about 20 passes,
+        between 600 and 3,000 steps.
+    pretrain_epochs
+        Epochs of the classifier pretraining (only with ``labels``).
+    early_exaggeration
+        Factor on the attraction during the first ``exaggeration_fraction`` of the epochs.
+    exaggeration_fraction
+        Fraction of ``epochs`` spent with early exaggeration.
+    batch_size
+        Edges per minibatch; all cross pairs of a batch serve as negative samples.
+    learning_rate
+        Adam learning rate.
+    device
+        ``'auto'`` (CUDA if available), ``'cpu'`` or ``'cuda'``.
+    random_state
+        Seed: same seed, same machine, same numbers.
+    key_added
+        Results go to ``obsm['X_' + key_added]`` and ``uns[key_added]``.
+    copy
+        Return a copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or the copy when ``copy=True``. Sets:
+
+    ``adata.obsm['X_ptsne']``
+        Coordinates, ``(n_obs, n_components)``.
+    ``adata.uns['ptsne']['params']``
+        The settings used.
+    ``adata.uns['ptsne']['model']``
+        The trained model (config + arrays); :func:`sclens.tl.project` and
+        :func:`sclens.save_model` read it.
+    ``adata.uns['ptsne']['history']``
+        Loss per epoch and phase.
+    """
+    adata = start_adata(adata, "ptsne", copy)
+    start = logg.info("computing parametric t-SNE")
+    if perplexity <= 0:
+        raise ValueError(f"perplexity must be positive, got {perplexity}.")
+    needed = int(np.ceil(3 * perplexity)) + 1
+    if adata.n_obs < needed:
+        raise ValueError(
+            f"ptsne with perplexity={perplexity} needs at least {needed} cells (3 x perplexity + 1), "
+            f"got {adata.n_obs}. Lower `perplexity` (at most {max((adata.n_obs - 1) // 3, 1)} here)."
+        )
+    codes = classes = None
+    if labels is not None:
+        codes, classes, labelled = categorical_labels(adata, labels)
+    inp, features = prepare_input(
+        adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state
+    )
+    graph = neighbor_graph(
+        features,
+        affinity="tsne",
+        perplexity=perplexity,
+        adata=adata,
+        use_rep=use_rep,
+        n_pcs=n_pcs,
+        random_state=random_state,
+    )
+    if epochs is None:
+        epochs = auto_epochs(adata.n_obs, batch_size)
+
+    with seeded(random_state):
+        network = Network(features.shape[1], hidden, n_components, len(classes) if classes else 0)
+    trainer = Trainer(IndexedNetwork(features, network), device=device, random_state=random_state)
+    if labels is not None:
+        keep = np.flatnonzero(labelled)
+        counts = np.bincount(codes[keep], minlength=len(classes)).astype(np.float32)
+        weights = torch.as_tensor(counts.sum() / (len(classes) * np.maximum(counts, 1)))
+        sampler = _SubsetCellSampler(keep, codes, min(batch_size, 256))
+        trainer.optimize(
+            Classification(weights),
+            sampler,
+            n_epochs=pretrain_epochs,
+            learning_rate=learning_rate,
+            phase="pretrain",
+        )
+    edges = EdgeSampler(graph, batch_size)
+    # after pretraining, the trunk keeps what it learnt from the labels: it moves 10x slower
+    groups = None
+    if labels is not None:
+        groups = [
+            {"params": list(network.trunk.parameters()), "lr": 0.1 * learning_rate},
+            {"params": list(network.embed.parameters())},
+        ]
+    n_early = int(round(exaggeration_fraction * epochs)) if early_exaggeration != 1 else 0
+    trainer.optimize(
+        AttractionRepulsion(normalization=1.0, exaggeration=early_exaggeration),
+        edges,
+        n_epochs=n_early,
+        learning_rate=learning_rate,
+        phase="exaggeration",
+        parameters=groups,
+    )
+    trainer.optimize(
+        AttractionRepulsion(normalization=1.0),
+        edges,
+        n_epochs=epochs - n_early,
+        learning_rate=learning_rate,
+        phase="embedding",
+        parameters=groups,
+    )
+
+    network = network.cpu().eval()
+    params = jsonable(
+        dict(
+            n_components=n_components,
+            perplexity=perplexity,
+            use_rep=use_rep,
+            n_pcs=n_pcs,
+            layer=layer,
+            labels=labels,
+            hidden=hidden,
+            epochs=epochs,
+            pretrain_epochs=pretrain_epochs if labels else None,
+            early_exaggeration=early_exaggeration,
+            exaggeration_fraction=exaggeration_fraction,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            random_state=random_state,
+            device=str(trainer.device),
+            n_edges=len(graph.weights),
+            interrupted=trainer.interrupted,
+        )
+    )
+    model = Model.from_parts("ptsne", inp, network, classes=classes)
+    coords = network.transform(features)
+    adata.obsm[f"X_{key_added}"] = coords
+    adata.uns[key_added] = {
+        "params": params,
+        "model": model.to_uns(),
+        "history": trainer.history_arrays(),
+    }
+    logg.info(
+        "    finished",
+        time=start,
+        deep=f"added\n    'X_{key_added}', coordinates (adata.obsm)\n"
+        f"    '{key_added}', params, model and history (adata.uns)",
+    )
+    return adata if copy else None
+
+
+class _SubsetCellSampler(CellSampler):
+    """Shuffled batches over the labelled cells only."""
+
+    def __init__(self, cells: np.ndarray, codes: np.ndarray, batch_size: int):
+        super().__init__(len(cells), batch_size, codes[cells])
+        self.cells = torch.as_tensor(cells)
+
+    def epoch(self, generator):
+        for batch in super().epoch(generator):
+            yield {"idx": self.cells[batch["idx"]], "y": batch["y"]}

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scanpy as sc
+from sklearn.manifold import trustworthiness
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+
+import sclens as sl
+
+sc.settings.verbosity = 0
+
+
+@pytest.fixture(scope="session")
+def _baron():
+    adata = sl.datasets.pancreas()
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.highly_variable_genes(adata, n_top_genes=2000, subset=True)
+    sc.pp.pca(adata, n_comps=50, random_state=0)
+    return adata
+
+
+@pytest.fixture
+def baron(_baron):
+    """Baron pancreas: log-normalised, 2,000 HVGs, scanpy PCA; a fresh copy per test."""
+    return _baron.copy()
+
+
+@pytest.fixture(scope="session")
+def _pbmc():
+    return sc.datasets.pbmc68k_reduced()
+
+
+@pytest.fixture
+def pbmc(_pbmc):
+    return _pbmc.copy()
+
+
+def knn_accuracy(Y, labels, k: int = 10) -> float:
+    """5-fold cross-validated k-NN classification accuracy of coordinates."""
+    return float(
+        cross_val_score(KNeighborsClassifier(k), Y, np.asarray(labels).astype(str), cv=5).mean()
+    )
+
+
+def trust(X, Y, k: int = 10) -> float:
+    return float(trustworthiness(X, Y, n_neighbors=k))
+
+
+def snapshot(adata):
+    """What a failed call must leave untouched."""
+    return (
+        adata.shape,
+        sorted(adata.obs.columns),
+        sorted(adata.obsm.keys()),
+        sorted(adata.uns.keys()),
+        sorted(adata.layers.keys()),
+    )

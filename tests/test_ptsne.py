@@ -1,0 +1,118 @@
+"""Parametric t-SNE on real data: quality, determinism, storage, scanpy interplay."""
+
+from __future__ import annotations
+
+import anndata as ad
+import matplotlib
+import numpy as np
+import pytest
+import scanpy as sc
+from conftest import knn_accuracy, trust
+from scipy import sparse
+
+import sclens as sl
+from sclens._core.data import prepare_input
+
+matplotlib.use("Agg")
+
+
+def test_ptsne_map_preserves_structure_on_pancreas(baron):
+    sl.tl.ptsne(baron, random_state=0)
+    Y = baron.obsm["X_ptsne"]
+    assert Y.shape == (baron.n_obs, 2) and Y.dtype == np.float32
+    # floors measured: trustworthiness 0.970, 10-NN accuracy 0.972 (sc.tl.umap: 0.972 / 0.976)
+    assert trust(baron.obsm["X_pca"], Y) > 0.96
+    assert knn_accuracy(Y, baron.obs["cell_type1"]) > 0.96
+    uns = baron.uns["ptsne"]
+    assert uns["params"]["perplexity"] == 30.0
+    assert set(uns["history"]["phase"]) == {"exaggeration", "embedding"}
+    h = uns["history"]
+    late = h["loss"][h["phase"] == "embedding"]
+    assert late[-5:].mean() < late[:5].mean(), "the t-SNE loss must fall during training"
+
+
+def test_scanpy_pca_is_reused_as_the_frozen_gene_layer(baron):
+    inp, features = prepare_input(baron, use_rep=None, n_pcs=50, layer=None)
+    hvg = np.abs(baron.varm["PCs"]).sum(1) > 0
+    assert inp.source == "genes" and list(inp.var_names) == list(baron.var_names[hvg])
+    np.testing.assert_allclose(inp.loadings, baron.varm["PCs"][hvg], rtol=1e-6)
+    # features are the PCs up to one global scale
+    np.testing.assert_allclose(features * inp.scale, baron.obsm["X_pca"], atol=2e-3 * inp.scale)
+
+
+def test_sparse_and_dense_input_give_the_same_features(baron):
+    del baron.obsm["X_pca"]
+    dense = baron.copy()
+    dense.X = baron.X.toarray()
+    assert sparse.issparse(baron.X)
+    inp_s, f_s = prepare_input(baron, use_rep=None, n_pcs=20, layer=None)
+    inp_d, f_d = prepare_input(dense, use_rep=None, n_pcs=20, layer=None)
+    np.testing.assert_allclose(f_s, f_d, atol=1e-4)
+    np.testing.assert_allclose(inp_s.loadings, inp_d.loadings, atol=1e-6)
+
+
+def test_same_seed_gives_identical_coordinates(pbmc):
+    a, b, c = pbmc.copy(), pbmc.copy(), pbmc.copy()
+    for x, seed in ((a, 3), (b, 3), (c, 4)):
+        sl.tl.ptsne(x, epochs=30, random_state=seed)
+    np.testing.assert_array_equal(a.obsm["X_ptsne"], b.obsm["X_ptsne"])
+    assert not np.allclose(a.obsm["X_ptsne"], c.obsm["X_ptsne"])
+
+
+def test_supervised_pretraining_learns_labels(pbmc):
+    unsup = pbmc.copy()
+    sl.tl.ptsne(unsup, random_state=0)
+    sl.tl.ptsne(pbmc, labels="bulk_labels", random_state=0)
+    h = pbmc.uns["ptsne"]["history"]
+    pre = h["phase"] == "pretrain"
+    # the classifier on the trunk learns the labels (measured 0.92 after 20 epochs)
+    assert pre.sum() == 20 and h["accuracy"][pre][-1] > 0.85
+    # and the map that follows keeps them apart at least as well (measured 0.811 vs 0.803)
+    acc_sup = knn_accuracy(pbmc.obsm["X_ptsne"], pbmc.obs["bulk_labels"])
+    acc_unsup = knn_accuracy(unsup.obsm["X_ptsne"], unsup.obs["bulk_labels"])
+    assert acc_sup > acc_unsup - 0.01, (acc_sup, acc_unsup)
+    model = sl.Model.from_uns(pbmc.uns["ptsne"]["model"])
+    assert model.config["classes"] == list(pbmc.obs["bulk_labels"].cat.categories)
+
+
+def test_h5ad_round_trip_and_self_projection(baron, tmp_path):
+    sl.tl.ptsne(baron, epochs=20, random_state=0)
+    path = tmp_path / "ref.h5ad"
+    baron.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    np.testing.assert_array_equal(back.obsm["X_ptsne"], baron.obsm["X_ptsne"])
+    query = back.copy()
+    del query.obsm["X_ptsne"]
+    sl.tl.project(query, back, key="ptsne")
+    assert np.abs(query.obsm["X_ptsne"] - baron.obsm["X_ptsne"]).max() < 1e-4
+    # standalone model file
+    sl.save_model(back, "ptsne", tmp_path / "model.npz")
+    model = sl.load_model(tmp_path / "model.npz")
+    out = sl.tl.project(baron, model, key="ptsne", copy=True)
+    assert np.abs(out.obsm["X_ptsne"] - baron.obsm["X_ptsne"]).max() < 1e-4
+
+
+def test_scanpy_embedding_plot_reads_the_map(pbmc):
+    sl.tl.ptsne(pbmc, epochs=10)
+    ax = sc.pl.embedding(pbmc, basis="ptsne", color="bulk_labels", show=False)
+    assert ax.get_xlabel() == "ptsne1"
+    ax = sl.pl.history(pbmc, "ptsne", show=False)
+    assert len(ax.get_lines()) == 2
+
+
+def test_above_4096_cells_with_scanpy_neighbours_reused():
+    adata = sl.datasets.synthetic_counts(5000, 300, 5, random_state=0)
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    sc.pp.pca(adata, n_comps=20)
+    sc.pp.neighbors(adata, n_neighbors=15)  # broke with pynndescent 0.7 above 4096 cells
+    sl.tl.ptsne(adata, perplexity=4, n_pcs=20, epochs=5)
+    assert knn_accuracy(adata.obsm["X_ptsne"], adata.obs["group"]) > 0.95
+
+
+@pytest.mark.parametrize("use_rep", ["X", "X_pca"])
+def test_use_rep_choices(pbmc, use_rep):
+    sl.tl.ptsne(pbmc, use_rep=use_rep, epochs=5)
+    inp = sl.Model.from_uns(pbmc.uns["ptsne"]["model"]).input_layer
+    assert inp.source == "genes"
+    assert (inp.loadings is None) == (use_rep == "X")
