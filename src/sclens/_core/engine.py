@@ -174,3 +174,46 @@ class Trainer:
         if "epoch" in out:
             out["epoch"] = out["epoch"].astype(np.int64)
         return out
+
+
+class PairSampler:
+    """DEN batches: near pairs from a list, far pairs drawn in proportion to distance.
+
+    Each batch holds ``batch_size`` near pairs ``(i, j)`` sampled uniformly from ``near`` and as
+    many far pairs ``(fi, fj)``: ``fi`` uniform over cells, ``fj`` drawn among ``n_candidates``
+    random cells with probability proportional to its feature-space distance from ``fi``. With
+    ``labels``, the batch also carries ``idx = i`` and ``y = labels[i]`` for a cluster head.
+    """
+
+    def __init__(
+        self,
+        near: np.ndarray,
+        features: np.ndarray,
+        batch_size: int,
+        *,
+        labels: np.ndarray | None = None,
+        n_candidates: int = 32,
+    ):
+        self.near = torch.as_tensor(near, dtype=torch.long)
+        self.features = torch.as_tensor(features, dtype=torch.float32)
+        self.n = len(features)
+        self.batch_size = int(batch_size)
+        self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
+        self.n_candidates = n_candidates
+
+    def __len__(self) -> int:
+        return max(1, self.n // self.batch_size)
+
+    def epoch(self, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        for _ in range(len(self)):
+            b = self.batch_size
+            e = torch.randint(len(self.near), (b,), generator=generator)
+            i, j = self.near[e, 0], self.near[e, 1]
+            fi = torch.randint(self.n, (b,), generator=generator)
+            cand = torch.randint(self.n, (b, self.n_candidates), generator=generator)
+            d = (self.features[cand] - self.features[fi][:, None]).norm(dim=2) + 1e-8
+            pick = torch.multinomial(d, 1, generator=generator)[:, 0]
+            batch = {"i": i, "j": j, "fi": fi, "fj": cand[torch.arange(b), pick]}
+            if self.labels is not None:
+                batch |= {"idx": i, "y": self.labels[i]}
+            yield batch

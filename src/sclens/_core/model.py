@@ -66,7 +66,11 @@ class Model:
         if cfg is None:
             raise ModelError(f"the {self.method!r} model has no network")
         net = Network(
-            cfg["n_features"], cfg["hidden"], cfg["n_components"], cfg.get("n_classes", 0)
+            cfg["n_features"],
+            cfg["hidden"],
+            cfg["n_components"],
+            cfg.get("n_classes", 0),
+            cfg.get("n_clusters", 0),
         )
         state = {
             k[4:]: torch.as_tensor(np.asarray(v))

@@ -17,14 +17,20 @@ __all__ = ["Network", "IndexedNetwork", "CoordinateTable"]
 
 
 class Network(nn.Module):
-    """MLP trunk with an embedding head and an optional classifier head on the trunk.
+    """MLP trunk with an embedding head and optional heads.
 
     ``features -> trunk (Linear-ReLU)* -> embed (Linear) -> coordinates``;
-    ``trunk -> classifier (Linear) -> logits`` when ``n_classes > 0``.
+    ``trunk -> classifier (Linear) -> logits`` when ``n_classes > 0`` (supervised pretraining);
+    ``coordinates -> cluster head (Linear-ReLU-Linear) -> logits`` when ``n_clusters > 0``.
     """
 
     def __init__(
-        self, n_features: int, hidden: Sequence[int], n_components: int, n_classes: int = 0
+        self,
+        n_features: int,
+        hidden: Sequence[int],
+        n_components: int,
+        n_classes: int = 0,
+        n_clusters: int = 0,
     ):
         super().__init__()
         self.config = {
@@ -32,6 +38,7 @@ class Network(nn.Module):
             "hidden": [int(h) for h in hidden],
             "n_components": int(n_components),
             "n_classes": int(n_classes),
+            "n_clusters": int(n_clusters),
         }
         layers: list[nn.Module] = []
         width = n_features
@@ -41,6 +48,15 @@ class Network(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.embed = nn.Linear(width, n_components)
         self.classifier = nn.Linear(width, n_classes) if n_classes > 0 else None
+        self.cluster_head = None
+        if n_clusters > 0:
+            self.add_cluster_head(n_clusters)
+
+    def add_cluster_head(self, n_clusters: int, width: int = 64) -> None:
+        self.config["n_clusters"] = int(n_clusters)
+        self.cluster_head = nn.Sequential(
+            nn.Linear(self.config["n_components"], width), nn.ReLU(), nn.Linear(width, n_clusters)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(self.trunk(x))
@@ -62,6 +78,21 @@ class Network(nn.Module):
             np.concatenate(out) if out else np.empty((0, self.config["n_components"]), np.float32)
         )
 
+    def cluster_logits(self, z: torch.Tensor) -> torch.Tensor:
+        if self.cluster_head is None:
+            raise RuntimeError("this network has no cluster head")
+        return self.cluster_head(z)
+
+    @torch.no_grad()
+    def cluster_proba(self, coords: np.ndarray, chunk_size: int = 16384) -> np.ndarray:
+        """Cluster probabilities (softmax of the cluster head) of map coordinates."""
+        device = next(self.parameters()).device
+        out = []
+        for s in range(0, len(coords), chunk_size):
+            z = torch.as_tensor(coords[s : s + chunk_size], device=device)
+            out.append(torch.softmax(self.cluster_logits(z), dim=1).cpu().numpy())
+        return np.concatenate(out)
+
 
 class IndexedNetwork(nn.Module):
     """A network over a frozen per-cell feature table: ``idx -> network(features[idx])``."""
@@ -78,6 +109,9 @@ class IndexedNetwork(nn.Module):
 
     def classify(self, idx: torch.Tensor) -> torch.Tensor:
         return self.network.classify(self.features[idx])
+
+    def cluster_logits(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.network.cluster_logits(self(idx))
 
 
 class CoordinateTable(nn.Module):

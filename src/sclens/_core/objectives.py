@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Loss", "AttractionRepulsion", "Classification", "umap_ab"]
+__all__ = ["Loss", "AttractionRepulsion", "Classification", "DENPairs", "Sum", "f1_cdf", "umap_ab"]
 
 
 @dataclass
@@ -93,13 +93,109 @@ class AttractionRepulsion:
 
 @dataclass
 class Classification:
-    """Cross-entropy of the encoder's classifier head (supervised pretraining), class-weighted."""
+    """Class-weighted cross-entropy of one of the encoder's heads on ``batch['idx']``/``['y']``.
+
+    ``head='classify'`` (classifier on the trunk) or ``'cluster_logits'`` (cluster head on the map).
+    """
 
     class_weights: torch.Tensor | None = None
+    head: str = "classify"
 
     def __call__(self, encoder, batch) -> Loss:
-        logits = encoder.classify(batch["idx"])
+        logits = getattr(encoder, self.head)(batch["idx"])
         w = None if self.class_weights is None else self.class_weights.to(logits.device)
         loss = F.cross_entropy(logits, batch["y"], weight=w)
         acc = (logits.argmax(1) == batch["y"]).float().mean()
         return Loss(loss, {"accuracy": float(acc.detach())})
+
+
+def f1_cdf(s: torch.Tensor, v: int) -> torch.Tensor:
+    """CDF of the F(1, v) distribution at ``s >= 0``, exact and differentiable.
+
+    F(1, v) is the law of T^2 for a Student t with v degrees of freedom, so the CDF at s is
+    P(|T| <= sqrt(s)), which has a closed form in theta = atan(sqrt(s / v)):
+    v even: sin(theta) * sum_{k<v/2} c_k cos(theta)^{2k}, c_k = prod_{m<=k} (2m-1)/(2m);
+    v odd:  (2/pi) * (theta + sin(theta) * sum_{k<(v-1)/2} d_k cos(theta)^{2k+1}), d_k = prod (2m)/(2m+1).
+    For v = 2 this is sqrt(s / (s + 2)). Values stay in [0, 1] for every v.
+    """
+    if v < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {v}")
+    s = s.clamp_min(0)
+    theta = torch.atan(torch.sqrt(s / v + 1e-20))  # eps keeps the gradient finite at s = 0
+    sin, cos = torch.sin(theta), torch.cos(theta)
+    if v % 2 == 0:
+        total, coef, power = torch.zeros_like(s), 1.0, torch.ones_like(s)
+        for k in range(v // 2):
+            if k > 0:
+                coef *= (2 * k - 1) / (2 * k)
+                power = power * cos * cos
+            total = total + coef * power
+        return (sin * total).clamp(0, 1)
+    total, coef, power = torch.zeros_like(s), 1.0, cos
+    for k in range((v - 1) // 2):
+        if k > 0:
+            coef *= (2 * k) / (2 * k + 1)
+            power = power * cos * cos
+        total = total + coef * power
+    return ((2 / np.pi) * (theta + sin * total)).clamp(0, 1)
+
+
+def correlation_penalty(z: torch.Tensor) -> torch.Tensor:
+    """Sum of squared off-diagonal correlations between output axes over the batch."""
+    if z.shape[1] < 2:
+        return z.new_zeros(())
+    zc = z - z.mean(0)
+    cov = zc.T @ zc / max(len(z) - 1, 1)
+    sd = cov.diagonal().clamp_min(1e-12).sqrt()
+    corr = cov / (sd[:, None] * sd[None, :])
+    off = corr - torch.diag(corr.diagonal())
+    return (off**2).sum() / 2
+
+
+@dataclass
+class DENPairs:
+    """Siamese DEN loss on near pairs (``i``, ``j``) and far pairs (``fi``, ``fj``).
+
+    With p = F(1, v)-CDF of the squared distance s = ||f(a) - f(b)||^2 of a pair,
+    L = [N_near * sum_far (1 - p) + N_far * sum_near p] / (B (N_near + N_far))
+        + corr_weight * sum of squared correlations between output axes,
+    where B = N_near + N_far is the number of pairs in the batch.
+    """
+
+    n_components: int
+    corr_weight: float = 1.0
+
+    def __call__(self, encoder, batch) -> Loss:
+        n_near, n_far = len(batch["i"]), len(batch["fi"])
+        z = encoder(torch.cat([batch["i"], batch["j"], batch["fi"], batch["fj"]]))
+        zi, zj, fi, fj = torch.split(z, [n_near, n_near, n_far, n_far])
+        p_near = f1_cdf(((zi - zj) ** 2).sum(1), self.n_components)
+        p_far = f1_cdf(((fi - fj) ** 2).sum(1), self.n_components)
+        b = n_near + n_far
+        pairs = (n_near * (1 - p_far).sum() + n_far * p_near.sum()) / (b * (n_near + n_far))
+        corr = correlation_penalty(zi)
+        total = pairs + self.corr_weight * corr
+        return Loss(
+            total,
+            {
+                "pairs": float(pairs.detach()),
+                "near_p": float(p_near.mean().detach()),
+                "far_p": float(p_far.mean().detach()),
+            },
+        )
+
+
+@dataclass
+class Sum:
+    """Several objectives on the same batch, weighted."""
+
+    parts: list
+    weights: list[float] | None = None
+
+    def __call__(self, encoder, batch) -> Loss:
+        total, terms = 0.0, {}
+        for k, part in enumerate(self.parts):
+            out = part(encoder, batch)
+            total = total + (1.0 if self.weights is None else self.weights[k]) * out.total
+            terms.update(out.terms)
+        return Loss(total, terms)

@@ -1,5 +1,6 @@
 """Plots over what ``sl.tl`` wrote."""
 
+from ._den import den_spectrum
 from ._embedding import history, projection, ptsne
 
-__all__ = ["ptsne", "history", "projection"]
+__all__ = ["ptsne", "history", "projection", "den_spectrum"]

@@ -1,6 +1,7 @@
 """Tools: train maps, project new cells."""
 
+from ._den import den
 from ._project import project
 from ._ptsne import ptsne
 
-__all__ = ["ptsne", "project"]
+__all__ = ["ptsne", "den", "project"]

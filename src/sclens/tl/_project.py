@@ -11,7 +11,7 @@ from anndata import AnnData
 from scanpy import logging as logg
 from sklearn.neighbors import NearestNeighbors
 
-from .._core.data import check_key
+from .._core.data import check_key, query_matrix
 from .._core.engine import resolve_device
 from .._core.model import Model, ModelError
 from ._common import start_adata
@@ -93,6 +93,8 @@ def project(
 
     ``adata.obsm['X_' + key]``
         The query's coordinates in the reference map.
+    ``adata.obs[key]``, ``adata.obsm[key + '_proba']``
+        For models with a cluster head (``den``): predicted clusters and their probabilities.
     ``adata.obs[col]``, ``adata.obs[col + '_confidence']``
         For each ``transfer`` column: the transferred label and the fraction of (distance-weighted)
         neighbour votes it received.
@@ -108,11 +110,14 @@ def project(
         for col in transfer:
             check_key(ref.obs, col, "ref.obs")
     adata = start_adata(adata, "project", copy)
-    from .._core.data import query_matrix
-
     start = logg.info(f"projecting {adata.n_obs} cells onto the {model.method!r} map")
     X = query_matrix(adata, model.input_layer)
-    coords = model.transform(X, device=resolve_device(device))
+    network = model.network(resolve_device(device))
+    coords = network.transform(model.input_layer.transform(X))
+    proba = None
+    if network.cluster_head is not None:
+        order = model.config.get("cluster_order", list(range(network.config["n_clusters"])))
+        proba = network.cluster_proba(coords)[:, order]
     results = {}
     for col in transfer:
         results[col] = transfer_labels(
@@ -120,6 +125,10 @@ def project(
         )
 
     adata.obsm[f"X_{key}"] = coords
+    if proba is not None:
+        names = [str(r) for r in range(proba.shape[1])]
+        adata.obs[key] = pd.Categorical.from_codes(proba.argmax(1), categories=names)
+        adata.obsm[f"{key}_proba"] = proba
     for col, (labels, conf) in results.items():
         adata.obs[col] = pd.Categorical(labels, categories=labels.categories)
         adata.obs[f"{col}_confidence"] = conf

@@ -1,0 +1,239 @@
+"""Differentiating Embedding Networks: a Siamese map with a cluster head that finds K itself."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from scanpy import logging as logg
+from sklearn.neighbors import NearestNeighbors
+
+from .._core.cluster import mutual_near_pairs, spectral_clusters
+from .._core.data import prepare_input
+from .._core.engine import CellSampler, PairSampler, Trainer
+from .._core.graph import knn, knn_from_scanpy
+from .._core.model import Model
+from .._core.networks import IndexedNetwork, Network
+from .._core.objectives import Classification, DENPairs, Sum
+from ._common import auto_epochs, jsonable, seeded, start_adata
+
+__all__ = ["den"]
+
+
+def den(
+    adata: AnnData,
+    *,
+    n_components: int = 2,
+    n_neighbors: int = 10,
+    use_rep: str | None = None,
+    n_pcs: int | None = 50,
+    layer: str | None = None,
+    n_clusters: int | None = None,
+    resolution: float = 1.0,
+    eigen_threshold: float = 0.01,
+    max_clusters: int = 40,
+    hidden: Sequence[int] = (256, 256, 256),
+    epochs: int | None = None,
+    finetune_epochs: int | None = None,
+    batch_size: int = 512,
+    learning_rate: float = 1e-3,
+    corr_weight: float = 1.0,
+    device: Literal["auto", "cpu", "cuda"] | str = "auto",
+    random_state: int = 0,
+    key_added: str = "den",
+    copy: bool = False,
+) -> AnnData | None:
+    """Differentiating Embedding Network: a Siamese map and a cluster head that finds K itself.
+
+    A network f maps each cell to ``n_components`` dimensions. Near pairs are mutual
+    ``n_neighbors``-nearest neighbours (every cell keeps at least its nearest one); far pairs are
+    drawn with probability proportional to distance. For a pair, ``p`` is the F(1, v) CDF of
+    ``||f(a) - f(b)||^2``; the loss pushes near pairs to small ``p`` and far pairs to large ``p``,
+    balanced between the two kinds, plus ``corr_weight`` times the squared correlation of the
+    output axes.
+
+    Clusters: on the trained map, a Gaussian affinity whose local width is the distance to
+    the 15th neighbour on the map (times ``resolution``) gives a graph Laplacian; its eigenvalues
+    below ``eigen_threshold`` count the clusters K (unless ``n_clusters`` is given). k-means with
+    K centres on the map gives pseudo-labels; a cluster head on the map learns them
+    (class-weighted) and then network and head are fine-tuned together, so any cell, new ones
+    included, gets a cluster.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix (log-normalised expression in ``.X`` or ``layer``).
+    n_components
+        Dimensions of the map (v of the F distribution).
+    n_neighbors
+        Neighbours per cell that define near pairs.
+    use_rep, n_pcs, layer
+        What the network reads, as in :func:`sclens.tl.ptsne`.
+    n_clusters
+        Number of clusters; ``None`` finds it from the Laplacian's spectrum.
+    resolution
+        Factor on the affinity's width. Larger values join nearby groups (fewer clusters);
+        smaller values split them (more clusters).
+    eigen_threshold
+        Eigenvalues of the normalised Laplacian below this count as "near zero".
+    max_clusters
+        Upper bound on the automatic K.
+    hidden
+        Widths of the hidden layers.
+    epochs
+        Epochs of Siamese training (an epoch is ``n_obs / batch_size`` batches); ``None``: auto.
+    finetune_epochs
+        Epochs of joint fine-tuning of network and cluster head; ``None``: a third of ``epochs``.
+    batch_size
+        Near pairs (and as many far pairs) per batch.
+    learning_rate
+        Adam learning rate.
+    corr_weight
+        Weight of the decorrelation penalty on the output axes.
+    device
+        ``'auto'``, ``'cpu'`` or ``'cuda'``.
+    random_state
+        Seed: same seed, same machine, same numbers.
+    key_added
+        Results go to ``obsm['X_' + key_added]``, ``obs[key_added]``, ``obsm[key_added + '_proba']``
+        and ``uns[key_added]``.
+    copy
+        Return a copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or the copy when ``copy=True``. Sets:
+
+    ``adata.obsm['X_den']``
+        The map.
+    ``adata.obs['den']``
+        Clusters, categorical ``'0'``, ``'1'``, ... ordered by size.
+    ``adata.obsm['den_proba']``
+        Cluster probabilities, column ``r`` for cluster ``'r'``.
+    ``adata.uns['den']``
+        ``params`` (settings and the chosen ``n_clusters``), ``spectrum`` (Laplacian eigenvalues,
+        threshold, K), ``model``, ``history``.
+    """
+    adata = start_adata(adata, "den", copy)
+    start = logg.info("computing differentiating embedding network (DEN)")
+    if n_components < 1:
+        raise ValueError(f"n_components must be >= 1, got {n_components}.")
+    if adata.n_obs < 2 * (n_neighbors + 1):
+        raise ValueError(
+            f"den with n_neighbors={n_neighbors} needs at least {2 * (n_neighbors + 1)} cells, "
+            f"got {adata.n_obs}. Lower `n_neighbors`."
+        )
+    if n_clusters is not None and not 1 <= n_clusters < adata.n_obs:
+        raise ValueError(f"n_clusters must be between 1 and n_obs - 1, got {n_clusters}.")
+    if resolution <= 0:
+        raise ValueError(f"resolution must be positive, got {resolution}.")
+    inp, features = prepare_input(
+        adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state
+    )
+    found = knn_from_scanpy(adata, n_neighbors, use_rep, n_pcs)
+    idx, _ = found if found is not None else knn(features, n_neighbors, random_state=random_state)
+    near = mutual_near_pairs(idx)
+    if epochs is None:
+        epochs = auto_epochs(adata.n_obs, batch_size, min_steps=1000, max_steps=4000, passes=30)
+    if finetune_epochs is None:
+        finetune_epochs = max(1, epochs // 3)
+
+    with seeded(random_state):
+        network = Network(features.shape[1], hidden, n_components)
+    trainer = Trainer(IndexedNetwork(features, network), device=device, random_state=random_state)
+    pairs = DENPairs(n_components, corr_weight)
+    sampler = PairSampler(near, features, batch_size)
+    trainer.optimize(pairs, sampler, n_epochs=epochs, learning_rate=learning_rate, phase="siamese")
+
+    # parametric clustering: K from the spectrum, pseudo-labels, a head, joint fine-tuning
+    Z = network.cpu().transform(features)
+    spec = spectral_clusters(
+        Z,
+        resolution=resolution,
+        n_clusters=n_clusters,
+        threshold=eigen_threshold,
+        max_clusters=max_clusters,
+        random_state=random_state,
+    )
+    K = spec.n_clusters
+    nearest = NearestNeighbors(n_neighbors=1).fit(Z[spec.landmarks])
+    pseudo = spec.labels[nearest.kneighbors(Z, return_distance=False)[:, 0]]
+    counts = np.bincount(pseudo, minlength=K).astype(np.float32)
+    weights = torch.as_tensor(counts.sum() / (K * np.maximum(counts, 1)))
+    with seeded(random_state + 1):
+        network.add_cluster_head(K)
+    trainer.encoder.to(trainer.device)
+    head = Classification(weights, head="cluster_logits")
+    trainer.optimize(
+        head,
+        CellSampler(adata.n_obs, batch_size, pseudo),
+        n_epochs=max(10, epochs // 10),
+        learning_rate=learning_rate,
+        phase="cluster_head",
+        parameters=network.cluster_head.parameters(),
+    )
+    trainer.optimize(
+        Sum([pairs, head]),
+        PairSampler(near, features, batch_size, labels=pseudo),
+        n_epochs=finetune_epochs,
+        learning_rate=0.3 * learning_rate,
+        phase="finetune",
+    )
+
+    network = network.cpu().eval()
+    Z = network.transform(features)
+    proba = network.cluster_proba(Z)
+    order = np.argsort(-np.bincount(proba.argmax(1), minlength=K), kind="stable")
+    proba = proba[:, order]
+    labels = proba.argmax(1)
+    names = [str(r) for r in range(K)]
+    clusters = pd.Categorical.from_codes(labels, categories=names).remove_unused_categories()
+    params = jsonable(
+        dict(
+            n_components=n_components,
+            n_neighbors=n_neighbors,
+            use_rep=use_rep,
+            n_pcs=n_pcs,
+            layer=layer,
+            n_clusters=K,
+            n_clusters_auto=n_clusters is None,
+            resolution=resolution,
+            eigen_threshold=eigen_threshold,
+            hidden=hidden,
+            epochs=epochs,
+            finetune_epochs=finetune_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            corr_weight=corr_weight,
+            random_state=random_state,
+            device=str(trainer.device),
+            n_near_pairs=len(near),
+            interrupted=trainer.interrupted,
+        )
+    )
+    model = Model.from_parts("den", inp, network, cluster_order=order.tolist())
+    adata.obsm[f"X_{key_added}"] = Z
+    adata.obs[key_added] = clusters
+    adata.obsm[f"{key_added}_proba"] = proba
+    adata.uns[key_added] = {
+        "params": params,
+        "spectrum": {
+            "eigenvalues": spec.eigenvalues,
+            "threshold": spec.threshold,
+            "n_clusters": K,
+        },
+        "model": model.to_uns(),
+        "history": trainer.history_arrays(),
+    }
+    logg.info(
+        f"    found {K} clusters",
+        time=start,
+        deep=f"added\n    'X_{key_added}', '{key_added}_proba' (adata.obsm)\n"
+        f"    '{key_added}', clusters (adata.obs)\n"
+        f"    '{key_added}', params, spectrum, model and history (adata.uns)",
+    )
+    return adata if copy else None
