@@ -29,6 +29,7 @@ test: $(VENV)/.installed-test  ## run the test suite
 bench: $(VENV)/.installed-test  ## benchmarks against scanpy (slow; not run by CI)
 	$(PIP) install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py --out benchmarks/results
+	$(PY) benchmarks/den.py --out benchmarks/results
 
 docs: $(VENV)/.installed
 	$(PIP) install --quiet -e ".[docs]"

@@ -97,22 +97,31 @@ def _bisect(fn, target, lo, hi, n_iter=64):
     return 0.5 * (lo + hi)
 
 
-def perplexity_affinities(dist: np.ndarray, perplexity: float) -> np.ndarray:
-    """Conditional t-SNE affinities p_{j|i} on a kNN graph, each row at the given perplexity."""
+def _row_normalised_sq(dist: np.ndarray) -> np.ndarray:
+    """Squared distances shifted to a row minimum of 0 and divided by the row mean (>= 0, O(1))."""
     d2 = dist.astype(np.float64) ** 2
-    d2 = d2 - d2[:, :1]  # shift for stability; cancels in the normalisation
-    target = np.log(perplexity)
+    d2 = d2 - d2.min(axis=1, keepdims=True)
+    return d2 / (d2.mean(axis=1, keepdims=True) + 1e-12)
+
+
+def perplexity_affinities(dist: np.ndarray, perplexity: float) -> np.ndarray:
+    """Conditional t-SNE affinities p_{j|i} on a kNN graph, each row at the given perplexity.
+
+    Shifting and rescaling a row's squared distances changes only its precision beta, so the
+    calibration runs on normalised distances, where exp() can neither overflow nor vanish.
+    """
+    d2 = _row_normalised_sq(dist)
+    target = np.log(min(perplexity, dist.shape[1]))
 
     def entropy(log_beta):
         beta = np.exp(log_beta)[:, None]
-        logits = -beta * d2
-        p = np.exp(logits)
-        z = p.sum(1)
+        p = np.exp(-beta * d2)
+        z = p.sum(1)  # >= 1: the nearest neighbour has d2 = 0
         return np.log(z) + (beta[:, 0] * (p * d2).sum(1)) / z  # H = log Z + beta <d2>
 
-    # entropy decreases in beta -> bisect on -entropy
     n = d2.shape[0]
-    log_beta = _bisect(lambda b: -entropy(b), -target, np.full(n, -50.0), np.full(n, 50.0), 100)
+    # entropy falls as beta grows: bisect -entropy upwards
+    log_beta = _bisect(lambda b: -entropy(b), -target, np.full(n, -20.0), np.full(n, 20.0), 80)
     p = np.exp(-np.exp(log_beta)[:, None] * d2)
     return (p / p.sum(1, keepdims=True)).astype(np.float32)
 
@@ -120,16 +129,16 @@ def perplexity_affinities(dist: np.ndarray, perplexity: float) -> np.ndarray:
 def umap_affinities(dist: np.ndarray) -> np.ndarray:
     """UMAP fuzzy memberships exp(-(d - rho)/sigma), each row summing to log2(k)."""
     d = dist.astype(np.float64)
-    rho = d[:, :1]
-    excess = np.maximum(d - rho, 0)
+    excess = d - d.min(axis=1, keepdims=True)
+    excess = excess / (excess.mean(axis=1, keepdims=True) + 1e-12)
     target = np.log2(d.shape[1])
     n = d.shape[0]
     log_sigma = _bisect(
         lambda s: np.exp(-excess / np.exp(s)[:, None]).sum(1),
         target,
-        np.full(n, -30.0),
-        np.full(n, 30.0),
-        100,
+        np.full(n, -20.0),
+        np.full(n, 20.0),
+        80,
     )
     return np.exp(-excess / np.exp(log_sigma)[:, None]).astype(np.float32)
 

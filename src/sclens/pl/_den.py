@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-import scanpy as sc
 from anndata import AnnData
 
 from .._core.data import check_key
+from ._utils import finish
 
 __all__ = ["den_spectrum"]
 
@@ -34,7 +34,4 @@ def den_spectrum(
     ax.set_ylabel("Laplacian eigenvalue")
     ax.set_title(f"{key}: number of clusters")
     ax.legend(frameon=False)
-    if show or (show is None and sc.settings.autoshow):
-        plt.show()
-        return None
-    return ax
+    return finish(ax, show)

@@ -8,6 +8,7 @@ import scanpy as sc
 from anndata import AnnData
 
 from .._core.data import check_key
+from ._utils import finish
 
 __all__ = ["ptsne", "history", "projection"]
 
@@ -36,10 +37,7 @@ def history(
     ax.set_ylabel("loss")
     ax.set_title(f"{key} training")
     ax.legend(frameon=False)
-    if show or (show is None and sc.settings.autoshow):
-        plt.show()
-        return None
-    return ax
+    return finish(ax, show)
 
 
 def projection(
@@ -87,7 +85,4 @@ def projection(
     ax.set_xlabel(f"{key}1")
     ax.set_ylabel(f"{key}2")
     ax.set_title(f"query on the {key} map" + (f" ({color})" if color else ""))
-    if show or (show is None and sc.settings.autoshow):
-        plt.show()
-        return None
-    return ax
+    return finish(ax, show)

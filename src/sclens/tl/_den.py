@@ -20,10 +20,12 @@ from .._core.model import Model
 from .._core.networks import IndexedNetwork, Network
 from .._core.objectives import Classification, DENPairs, Sum
 from ._common import auto_epochs, jsonable, seeded, start_adata
+from ._docs import doc_input, doc_params, doc_run
 
 __all__ = ["den"]
 
 
+@doc_params(doc_input=doc_input, doc_run=doc_run)
 def den(
     adata: AnnData,
     *,
@@ -71,8 +73,7 @@ def den(
         Dimensions of the map (v of the F distribution).
     n_neighbors
         Neighbours per cell that define near pairs.
-    use_rep, n_pcs, layer
-        What the network reads, as in :func:`sclens.tl.ptsne`.
+    {doc_input}
     n_clusters
         Number of clusters; ``None`` finds it from the Laplacian's spectrum.
     resolution
@@ -94,15 +95,7 @@ def den(
         Adam learning rate.
     corr_weight
         Weight of the decorrelation penalty on the output axes.
-    device
-        ``'auto'``, ``'cpu'`` or ``'cuda'``.
-    random_state
-        Seed: same seed, same machine, same numbers.
-    key_added
-        Results go to ``obsm['X_' + key_added]``, ``obs[key_added]``, ``obsm[key_added + '_proba']``
-        and ``uns[key_added]``.
-    copy
-        Return a copy instead of writing into ``adata``.
+    {doc_run}
 
     Returns
     -------

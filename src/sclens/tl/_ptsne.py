@@ -17,10 +17,12 @@ from .._core.model import Model
 from .._core.networks import IndexedNetwork, Network
 from .._core.objectives import AttractionRepulsion, Classification
 from ._common import auto_epochs, categorical_labels, jsonable, seeded, start_adata
+from ._docs import doc_input, doc_params, doc_run
 
 __all__ = ["ptsne"]
 
 
+@doc_params(doc_input=doc_input, doc_run=doc_run)
 def ptsne(
     adata: AnnData,
     *,
@@ -62,14 +64,7 @@ def ptsne(
         Dimensions of the map.
     perplexity
         t-SNE perplexity; the graph holds ``3 * perplexity`` neighbours per cell.
-    use_rep
-        ``None``: genes through a frozen PCA layer (scanpy's ``X_pca`` reused if it matches
-        ``varm['PCs']``, otherwise a PCA of ``n_pcs`` components is fitted); ``'X'``: genes
-        directly; any other ``.obsm`` key: that representation (projection then needs it).
-    n_pcs
-        Components of the frozen PCA layer.
-    layer
-        Layer to read instead of ``.X``.
+    {doc_input}
     labels
         ``.obs`` column for supervised pretraining (unlabelled cells, NaN, are ignored).
     hidden
@@ -84,17 +79,10 @@ def ptsne(
     exaggeration_fraction
         Fraction of ``epochs`` spent with early exaggeration.
     batch_size
-        Edges per minibatch; all cross pairs of a batch serve as negative samples.
+        Edges per minibatch; each edge is repelled from 256 other cells of the batch (negatives).
     learning_rate
         Adam learning rate.
-    device
-        ``'auto'`` (CUDA if available), ``'cpu'`` or ``'cuda'``.
-    random_state
-        Seed: same seed, same machine, same numbers.
-    key_added
-        Results go to ``obsm['X_' + key_added]`` and ``uns[key_added]``.
-    copy
-        Return a copy instead of writing into ``adata``.
+    {doc_run}
 
     Returns
     -------

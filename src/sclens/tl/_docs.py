@@ -1,0 +1,34 @@
+"""Parameter docs shared by the tools, injected into their docstrings."""
+
+from __future__ import annotations
+
+doc_input = """\
+use_rep
+        ``None``: genes (``.X`` or ``layer``) through a frozen PCA layer (scanpy's ``X_pca`` /
+        ``varm['PCs']`` reused when they reproduce, otherwise a PCA of ``n_pcs`` components is
+        fitted); ``'X'``: genes directly; any other ``.obsm`` key: that representation (projecting
+        then needs the query's ``.obsm`` entry in the same space).
+    n_pcs
+        Components of the frozen PCA layer.
+    layer
+        Layer to read instead of ``.X``."""
+
+doc_run = """\
+device
+        ``'auto'`` (CUDA when available), ``'cpu'`` or ``'cuda'``.
+    random_state
+        Seed: the same seed on the same machine gives identical numbers.
+    key_added
+        Key under which results are written (see Returns).
+    copy
+        Return a copy instead of writing into ``adata``."""
+
+
+def doc_params(**kwds):
+    """Fill ``{name}`` placeholders of a docstring."""
+
+    def dec(obj):
+        obj.__doc__ = obj.__doc__.format(**kwds)
+        return obj
+
+    return dec
