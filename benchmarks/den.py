@@ -47,8 +47,13 @@ def main() -> None:
         sc.pp.neighbors(adata, random_state=0)
         sc.tl.leiden(adata, flavor="igraph", n_iterations=2, random_state=0)
         t_leiden = time.perf_counter() - t0
-        trust, acc = quality(np.asarray(adata.obsm["X_pca"]), adata.obsm["X_den"], truth, np.random.default_rng(0))
-        for method, clusters, secs in (("den", adata.obs["den"], t_den), ("leiden", adata.obs["leiden"], t_leiden)):
+        trust, acc = quality(
+            np.asarray(adata.obsm["X_pca"]), adata.obsm["X_den"], truth, np.random.default_rng(0)
+        )
+        for method, clusters, secs in (
+            ("den", adata.obs["den"], t_den),
+            ("leiden", adata.obs["leiden"], t_leiden),
+        ):
             row = {
                 "dataset": name,
                 "n_cells": adata.n_obs,

@@ -79,6 +79,10 @@ def prepare(name: str, n_synthetic: int):
 
 
 def peak_rss_gib() -> float:
+    """This process's own peak resident memory (VmHWM; ru_maxrss would include the parent's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
@@ -109,11 +113,11 @@ def worker(path: str, method: str, out: str, n_query: int) -> None:
     else:
         raise ValueError(method)
     res["train_s"] = time.perf_counter() - t0
-    if query is not None:
+    if query is not None and method in ("ptsne", "umap"):
         t0 = time.perf_counter()
         if method == "ptsne":
             sl.tl.project(query, adata, key="ptsne")
-        elif method == "umap":
+        else:
             sc.tl.ingest(query, adata, embedding_method="umap")
         res["project_s"] = time.perf_counter() - t0
     res["peak_rss_gib"] = peak_rss_gib()
@@ -138,7 +142,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--datasets", default="baron,pbmc10x,kidney,pbmc68k,synthetic")
-    p.add_argument("--methods", default="ptsne,umap,tsne")
+    p.add_argument("--methods", default="ptsne,umap,tsne", help="others keep their previous rows")
     p.add_argument("--n-synthetic", type=int, default=70_000)
     p.add_argument("--worker", nargs=4, metavar=("PATH", "METHOD", "OUT", "NQUERY"))
     args = p.parse_args()
@@ -184,6 +188,14 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True, file=sys.stderr)
             print(f"  ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    # rows of (data set, method) pairs not run this time are kept from the previous results
+    previous = out / "ptsne.json"
+    if previous.exists():
+        done = {(r["dataset"], r["method"]) for r in rows}
+        kept = [
+            r for r in json.loads(previous.read_text()) if (r["dataset"], r["method"]) not in done
+        ]
+        rows = sorted(kept + rows, key=lambda r: (list(DATASETS).index(r["dataset"]), r["method"]))
     (out / "ptsne.json").write_text(json.dumps(rows, indent=1))
     (out / "ptsne.md").write_text(table(rows))
     print(table(rows))
@@ -199,7 +211,11 @@ def table(rows: list[dict]) -> str:
         u = by.get((r["dataset"], "umap"))
         ratio = r["train_s"] / u["train_s"] if u else float("nan")
         proj = r.get("project_s")
-        pr = (u["project_s"] / proj) if (proj and u and u.get("project_s")) else None
+        pr = (
+            (u["project_s"] / proj)
+            if (proj and r["method"] != "umap" and u and u.get("project_s"))
+            else None
+        )
         lines.append(
             f"| {r['dataset']} | {r['n_cells']} | {r['method']} | {r['train_s']:.1f} | {ratio:.2f} | "
             f"{r['peak_rss_gib']:.2f} | {r['trust']:.4f} | {r['knn_acc']:.4f} | "

@@ -107,15 +107,22 @@ class Trainer:
         phase: str,
         parameters: Iterable[nn.Parameter] | Iterable[dict] | None = None,
         callbacks: Sequence[Callback] = (),
+        final_lr_fraction: float = 1.0,
     ) -> Trainer:
         """Run ``n_epochs`` of Adam on ``objective``; Ctrl-C stops early and keeps what was learnt.
 
         ``parameters``: what to train (default: everything), as parameters or Adam param groups.
+        ``final_lr_fraction < 1`` decays every group's learning rate linearly over the phase's
+        steps to that fraction of its start value (less minibatch noise at the end).
         """
         if self.interrupted or n_epochs <= 0:
             return self
         params = list(self.encoder.parameters() if parameters is None else parameters)
         opt = torch.optim.Adam(params, lr=learning_rate)
+        total_steps = max(1, n_epochs * len(sampler))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: 1.0 - (1.0 - final_lr_fraction) * min(step / total_steps, 1.0)
+        )
         self.encoder.train()
         bar = tqdm(
             range(n_epochs),
@@ -134,6 +141,7 @@ class Trainer:
                     opt.zero_grad(set_to_none=True)
                     out.total.backward()
                     opt.step()
+                    schedule.step()
                     n_batches += 1
                     sums["loss"] = sums.get("loss", 0.0) + float(out.total.detach())
                     for k, v in out.terms.items():

@@ -60,7 +60,7 @@ def auto_epochs(
     n_cells: int,
     batch_size: int,
     *,
-    min_steps: int = 600,
+    min_steps: int = 1500,
     max_steps: int = 3000,
     passes: float = 20.0,
 ) -> int:

@@ -38,7 +38,8 @@ def ptsne(
     early_exaggeration: float = 4.0,
     exaggeration_fraction: float = 0.25,
     batch_size: int = 1024,
-    learning_rate: float = 1e-3,
+    learning_rate: float = 2e-3,
+    final_lr_fraction: float = 1.0,
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
     random_state: int = 0,
     key_added: str = "ptsne",
@@ -71,7 +72,7 @@ def ptsne(
         Widths of the network's hidden layers.
     epochs
         Epochs of t-SNE training; one epoch samples ``n_obs`` edges. ``None``: about 20 passes,
-        between 600 and 3,000 steps.
+        between 1,500 and 3,000 steps.
     pretrain_epochs
         Epochs of the classifier pretraining (only with ``labels``).
     early_exaggeration
@@ -82,6 +83,8 @@ def ptsne(
         Edges per minibatch; each edge is repelled from 256 other cells of the batch (negatives).
     learning_rate
         Adam learning rate.
+    final_lr_fraction
+        The learning rate decays linearly to this fraction of itself over the main phase.
     {doc_run}
 
     Returns
@@ -165,6 +168,7 @@ def ptsne(
         learning_rate=learning_rate,
         phase="embedding",
         parameters=groups,
+        final_lr_fraction=final_lr_fraction,
     )
 
     network = network.cpu().eval()
@@ -183,6 +187,7 @@ def ptsne(
             exaggeration_fraction=exaggeration_fraction,
             batch_size=batch_size,
             learning_rate=learning_rate,
+            final_lr_fraction=final_lr_fraction,
             random_state=random_state,
             device=str(trainer.device),
             n_edges=len(graph.weights),
