@@ -218,7 +218,7 @@ def table(rows: list[dict]) -> str:
         )
         lines.append(
             f"| {r['dataset']} | {r['n_cells']} | {r['method']} | {r['train_s']:.1f} | {ratio:.2f} | "
-            f"{r['peak_rss_gib']:.2f} | {r['trust']:.4f} | {r['knn_acc']:.4f} | "
+            f"{'n/a' if r.get('peak_rss_gib') is None else format(r['peak_rss_gib'], '.2f')} | {r['trust']:.4f} | {r['knn_acc']:.4f} | "
             f"{'' if proj is None else f'{proj:.2f}'} | {'' if pr is None else f'ingest {pr:.0f}x slower'} |"
         )
     return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ import scanpy as sc
 import torch
 from scanpy import logging as logg
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .graph import Graph
 
