@@ -30,6 +30,7 @@ def den_spectrum(
     ax.plot(x[:K], ev[:K], "o", ms=5, color="tab:red", label=f"K = {K}")
     ax.axhline(th, ls="--", color="tab:blue", lw=1, label=f"threshold {th:g}")
     ax.set_yscale("symlog", linthresh=max(th / 10, 1e-6))
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("eigenvalue index")
     ax.set_ylabel("Laplacian eigenvalue")
     ax.set_title(f"{key}: number of clusters")
