@@ -115,3 +115,10 @@ def test_den_errors(pbmc):
     with pytest.raises(ValueError, match="n_clusters must be between"):
         sl.tl.den(pbmc, n_clusters=0)
     assert "den" not in pbmc.uns
+
+
+def test_den_is_deterministic(pbmc):
+    a = sl.tl.den(pbmc, epochs=15, random_state=5, copy=True)
+    b = sl.tl.den(pbmc, epochs=15, random_state=5, copy=True)
+    np.testing.assert_array_equal(a.obsm["X_den"], b.obsm["X_den"])
+    assert (a.obs["den"] == b.obs["den"]).all()

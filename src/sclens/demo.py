@@ -1,4 +1,4 @@
-"""``make demo``: train a map on the shipped pancreas data, project a held-out donor, write out/.
+"""``make demo``: maps and clusters of the shipped pancreas data, a held-out donor projected, out/.
 
 Run as ``python -m sclens.demo --data data/baron_human_pancreas.h5ad --out out``.
 """
@@ -44,10 +44,19 @@ def main(argv: list[str] | None = None) -> None:
     sl.tl.ptsne(ref, random_state=0)
     print(f"parametric t-SNE on {ref.n_obs} reference cells: {time.perf_counter() - t0:.1f} s")
 
+    t0 = time.perf_counter()
+    sl.tl.den(ref, random_state=0)
+    print(
+        f"DEN on the reference: {time.perf_counter() - t0:.1f} s, "
+        f"{ref.uns['den']['params']['n_clusters']} clusters found "
+        f"({ref.obs['cell_type1'].nunique()} labelled cell types)"
+    )
+
     truth = query.obs["cell_type1"].astype(str).to_numpy()
     query.obs = query.obs.drop(columns=["cell_type1"])
     t0 = time.perf_counter()
     sl.tl.project(query, ref, key="ptsne", transfer="cell_type1")
+    sl.tl.project(query, ref, key="den")
     acc = float(np.mean(query.obs["cell_type1"].astype(str).to_numpy() == truth))
     print(
         f"projected donor {args.query_donor} ({query.n_obs} cells) in {time.perf_counter() - t0:.2f} s; "
@@ -67,6 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     sl.pl.history(ref, "ptsne", ax=ax, show=False)
     figs.append(("training_loss.png", fig))
+    fig, axs = plt.subplots(1, 2, figsize=(13, 5))
+    sc.pl.embedding(ref, basis="den", color="den", ax=axs[0], show=False, title="DEN clusters")
+    sc.pl.embedding(ref, basis="den", color="cell_type1", ax=axs[1], show=False, title="cell types")
+    figs.append(("den_clusters.png", fig))
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    sl.pl.den_spectrum(ref, ax=ax, show=False)
+    figs.append(("den_spectrum.png", fig))
     written = []
     for name, fig in figs:
         fig.savefig(out / name, dpi=120, bbox_inches="tight")
@@ -75,10 +91,12 @@ def main(argv: list[str] | None = None) -> None:
     ref.write_h5ad(out / "pancreas_reference.h5ad")
     query.write_h5ad(out / "pancreas_query.h5ad")
     sl.save_model(ref, "ptsne", out / "ptsne_model.npz")
+    sl.save_model(ref, "den", out / "den_model.npz")
     written += [
         out / "pancreas_reference.h5ad",
         out / "pancreas_query.h5ad",
         out / "ptsne_model.npz",
+        out / "den_model.npz",
     ]
     print("wrote:")
     for p in written:
