@@ -45,9 +45,9 @@ def test_den_finds_k_and_agrees_with_cell_types(baron_den):
     K = adata.uns["den"]["params"]["n_clusters"]
     assert n_types / 1.5 <= K <= n_types * 1.5, (K, n_types)
     truth, found = adata.obs["cell_type1"], adata.obs["den"]
-    # measured ARI 0.56, NMI 0.78 (Leiden at default resolution: 0.56 / 0.80)
-    assert adjusted_rand_score(truth, found) > 0.45
-    assert normalized_mutual_info_score(truth, found) > 0.72
+    # measured ARI 0.62, NMI 0.80 with K = 15 (Leiden at default resolution: 0.58 / 0.80)
+    assert adjusted_rand_score(truth, found) > 0.52
+    assert normalized_mutual_info_score(truth, found) > 0.76
     assert list(found.cat.categories) == [str(i) for i in range(len(found.cat.categories))]
     sizes = found.value_counts(sort=False).to_numpy()
     assert (np.diff(sizes) <= 0).all(), "clusters are numbered by size"
@@ -60,7 +60,7 @@ def test_den_on_pbmc68k(pbmc):
     sl.tl.den(pbmc, random_state=0)
     K = pbmc.uns["den"]["params"]["n_clusters"]
     assert 10 / 1.5 <= K <= 15
-    # measured NMI 0.59 (Leiden: 0.63) on these overlapping bulk labels
+    # measured NMI 0.575 (Leiden: 0.63) on these overlapping bulk labels
     assert normalized_mutual_info_score(pbmc.obs["bulk_labels"], pbmc.obs["den"]) > 0.5
 
 
@@ -93,7 +93,7 @@ def test_projection_of_held_out_cells_matches_full_model(baron_den, tmp_path):
     # clusters of the 80 % model, predicted for the 20 %, versus what the full model says,
     held_out = adjusted_rand_score(full.obs["den"][held], query.obs["den"])
     seen = adjusted_rand_score(full.obs["den"][~held], ref.obs["den"])
-    # measured 0.78 for projected cells and 0.85 for the 80 % model's own cells: two separately
+    # measured 0.73 for projected cells and 0.80 for the 80 % model's own cells: two separately
     # trained models agree this far, and projection costs little beyond that
     assert held_out > 0.7 and held_out > seen - 0.12, (held_out, seen)
     # and the reference model applied to its own cells reproduces its clusters exactly

@@ -42,7 +42,7 @@ def spectral_clusters(
     *,
     resolution: float = 1.0,
     n_clusters: int | None = None,
-    threshold: float = 0.01,
+    threshold: float = 0.005,
     max_clusters: int = 40,
     scale_neighbors: int = 15,
     n_landmarks: int = 2000,

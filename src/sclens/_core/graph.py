@@ -43,7 +43,9 @@ def knn(X: np.ndarray, k: int, *, random_state: int = 0) -> tuple[np.ndarray, np
                 d2[rows - s, rows] = float("inf")
                 vals, ind = torch.topk(d2, k, dim=1, largest=False, sorted=True)
                 idx[s : s + block] = ind.numpy()
-                dist[s : s + block] = vals.clamp_min(0).sqrt().numpy()
+                # numpy's sqrt is correctly rounded, hence monotone: torch's vectorised sqrt
+                # was seen to break the order of sorted values (differently from run to run)
+                dist[s : s + block] = np.sqrt(np.maximum(vals.numpy().astype(np.float64), 0))
         return idx, dist
     from pynndescent import NNDescent
 

@@ -36,7 +36,7 @@ def den(
     layer: str | None = None,
     n_clusters: int | None = None,
     resolution: float = 1.0,
-    eigen_threshold: float = 0.01,
+    eigen_threshold: float = 0.005,
     max_clusters: int = 40,
     hidden: Sequence[int] = (256, 256, 256),
     epochs: int | None = None,
