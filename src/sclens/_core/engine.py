@@ -63,19 +63,28 @@ class EdgeSampler:
 
 
 class CellSampler:
-    """Shuffled batches of cells, with their labels when given."""
+    """Shuffled batches of cells (all, or only ``cells``), with their labels when given.
 
-    def __init__(self, n: int, batch_size: int, labels: np.ndarray | None = None):
-        self.n = n
+    ``labels`` has one entry per cell of the data set; ``idx`` in a batch are cell indices.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        labels: np.ndarray | None = None,
+        cells: np.ndarray | None = None,
+    ):
+        self.cells = torch.arange(n) if cells is None else torch.as_tensor(cells, dtype=torch.long)
         self.batch_size = int(batch_size)
         self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
 
     def __len__(self) -> int:
-        return max(1, -(-self.n // self.batch_size))
+        return max(1, -(-len(self.cells) // self.batch_size))
 
     def epoch(self, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        perm = torch.randperm(self.n, generator=generator)
-        for s in range(0, self.n, self.batch_size):
+        perm = self.cells[torch.randperm(len(self.cells), generator=generator)]
+        for s in range(0, len(perm), self.batch_size):
             idx = perm[s : s + self.batch_size]
             yield {"idx": idx} if self.labels is None else {"idx": idx, "y": self.labels[idx]}
 

@@ -136,7 +136,7 @@ def ptsne(
         keep = np.flatnonzero(labelled)
         counts = np.bincount(codes[keep], minlength=len(classes)).astype(np.float32)
         weights = torch.as_tensor(counts.sum() / (len(classes) * np.maximum(counts, 1)))
-        sampler = _SubsetCellSampler(keep, codes, min(batch_size, 256))
+        sampler = CellSampler(adata.n_obs, min(batch_size, 256), codes, cells=keep)
         trainer.optimize(
             Classification(weights),
             sampler,
@@ -209,15 +209,3 @@ def ptsne(
         f"    '{key_added}', params, model and history (adata.uns)",
     )
     return adata if copy else None
-
-
-class _SubsetCellSampler(CellSampler):
-    """Shuffled batches over the labelled cells only."""
-
-    def __init__(self, cells: np.ndarray, codes: np.ndarray, batch_size: int):
-        super().__init__(len(cells), batch_size, codes[cells])
-        self.cells = torch.as_tensor(cells)
-
-    def epoch(self, generator):
-        for batch in super().epoch(generator):
-            yield {"idx": self.cells[batch["idx"]], "y": batch["y"]}
