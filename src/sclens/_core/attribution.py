@@ -156,7 +156,7 @@ def integrated_gradients(
     features: np.ndarray,
     baselines: np.ndarray,
     target: np.ndarray,
-    n_steps: int = 64,
+    n_steps: int = 128,
     *,
     device: torch.device | str = "cpu",
     chunk_size: int = 512,

@@ -91,7 +91,10 @@ def _groups(adata: AnnData, groupby: str, groups, reference: str):
         for g in names
     ]
     if any(not m.any() for m in ref_masks):
-        raise ValueError(f"the reference {reference!r} has no cells to compare with.")
+        raise ValueError(
+            f"the reference {reference!r} has no cells to compare with (adata.obs[{groupby!r}] "
+            "needs at least two groups)."
+        )
     return names, masks, ref_masks
 
 
@@ -122,7 +125,7 @@ def rank_genes(
     target: Literal["auto", "centroid", "axis", "logit"] = "auto",
     baseline: Literal["reference", "zeros"] = "reference",
     times_input: bool = False,
-    n_steps: int = 64,
+    n_steps: int = 128,
     n_background: int = 100,
     n_cells: int | None = None,
     n_store: int = 20,
@@ -185,8 +188,9 @@ def rank_genes(
     times_input
         Saliency only: multiply the gradient by ``x - baseline``.
     n_steps
-        Integration steps of integrated gradients (completeness error below 1e-3 at 64 on the
-        maps we tested; the per-cell check is stored, see Returns).
+        Integration steps of integrated gradients. On the maps we tested, 128 steps give group
+        totals within 2e-4 and a median cell within 1e-3 of completeness, 512 steps 90% of
+        cells within 1e-3 (relative); each cell's check is stored, see Returns.
     n_background
         Reference cells in SHAP's background sample.
     n_cells

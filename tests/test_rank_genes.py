@@ -1,0 +1,222 @@
+"""Gene attributions: planted markers, completeness, scanpy's layout, real markers, errors."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+from conftest import snapshot
+
+import sclens as sl
+
+
+@pytest.fixture(scope="module")
+def syn():
+    """1,200 cells, 1,500 genes, 5 groups with 10 up- and 5 down-regulated planted markers each."""
+    adata = sl.datasets.synthetic_counts(1200, 1500, 5, random_state=1)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.pca(adata, n_comps=30, random_state=0)
+    sl.tl.ptsne(adata, epochs=400, random_state=0)
+    return adata
+
+
+def precision_at_10(adata, key):
+    df = sc.get.rank_genes_groups_df(adata, None, key=key)
+    return {
+        g: float(np.isin(df[df.group == g].names.head(10), adata.uns["markers"][g]).mean())
+        for g in adata.obs["group"].cat.categories
+    }
+
+
+@pytest.mark.parametrize(
+    "method, kwargs",
+    [
+        ("saliency", {}),
+        ("saliency", {"times_input": True}),
+        ("integrated_gradients", {}),
+        ("shap", {"n_cells": 40, "n_background": 50}),
+    ],
+    ids=["saliency", "saliency_x_input", "integrated_gradients", "shap"],
+)
+def test_every_method_finds_the_planted_markers(syn, method, kwargs):
+    adata = syn.copy()
+    sl.tl.rank_genes(adata, "group", model_key="ptsne", method=method, **kwargs)
+    prec = precision_at_10(adata, f"rank_genes_{method}")
+    assert min(prec.values()) >= 0.9, prec
+
+
+def test_integrated_gradients_and_shap_are_complete(syn):
+    adata = syn.copy()
+    sl.tl.rank_genes(adata, "group", model_key="ptsne", method="integrated_gradients", n_cells=60)
+    for st in adata.uns["rank_genes_integrated_gradients"]["attributions"].values():
+        delta, total = st["output"], st["total"]
+        # attributions of all genes sum to t(x) - t(baseline): per group to 1e-3 relative
+        assert abs(total.sum() - delta.sum()) <= 1e-3 * np.abs(delta).sum()
+        assert np.median(np.abs(total - delta) / np.abs(delta)) <= 1e-3
+    # and per cell as the quadrature is refined
+    sl.tl.rank_genes(
+        adata, "group", model_key="ptsne", method="integrated_gradients", n_cells=60, n_steps=512
+    )
+    err = np.concatenate(
+        [
+            np.abs(st["total"] - st["output"]) / np.abs(st["output"])
+            for st in adata.uns["rank_genes_integrated_gradients"]["attributions"].values()
+        ]
+    )
+    assert np.quantile(err, 0.9) <= 1e-3
+    sl.tl.rank_genes(adata, "group", model_key="ptsne", method="shap", n_cells=20, n_background=30)
+    for st in adata.uns["rank_genes_shap"]["attributions"].values():
+        np.testing.assert_allclose(
+            st["total"], st["output"], atol=1e-4 * np.abs(st["output"]).mean()
+        )
+
+
+def test_layout_is_rank_genes_groups(syn):
+    adata = syn.copy()
+    sl.tl.rank_genes(
+        adata, "group", model_key="ptsne", method="integrated_gradients", key_added="ig"
+    )
+    df = sc.get.rank_genes_groups_df(adata, "0", key="ig")
+    assert list(df.columns) == ["names", "scores", "logfoldchanges", "pvals", "pvals_adj"]
+    assert len(df) == adata.n_vars and df.scores.is_monotonic_decreasing
+    assert df.pvals.isna().all()
+    # the fold changes are the data's, as scanpy computes them
+    sc.tl.rank_genes_groups(adata, "group", method="t-test", key_added="tt")
+    ref = sc.get.rank_genes_groups_df(adata, "0", key="tt").set_index("names").logfoldchanges
+    np.testing.assert_allclose(
+        df.set_index("names").logfoldchanges, ref[df.names], rtol=1e-4, atol=1e-4
+    )
+    for plot in (
+        sc.pl.rank_genes_groups,
+        sc.pl.rank_genes_groups_dotplot,
+        sc.pl.rank_genes_groups_matrixplot,
+        sc.pl.rank_genes_groups_heatmap,
+        sc.pl.rank_genes_groups_violin,
+    ):
+        plot(adata, key="ig", n_genes=3, show=False)
+        plt.close("all")
+    ax = sl.pl.shap_summary(adata, "1", key="ig", n_genes=6, show=False)
+    labels = {t.get_text(): y for t, y in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)}
+    top = list(adata.uns["ig"]["attributions"]["1"]["genes"][:6])
+    assert sorted(labels, key=labels.get, reverse=True) == top  # best gene on top
+    plt.close("all")
+
+
+def test_directional_saliency_points_from_source_to_target(syn):
+    adata = syn.copy()
+    up = adata.var["direction"] == "up"
+    down = adata.var["direction"] == "down"
+    of = adata.var["marker_of"]
+    toward = set(adata.var_names[(up & (of == "1")) | (down & (of == "0"))])
+    away = set(adata.var_names[(up & (of == "0")) | (down & (of == "1"))])
+    # the Jacobian averaged over the source cells: both ends are the planted markers
+    sl.tl.directional_saliency(adata, "0", "1", groupby="group", model_key="ptsne", at="cells")
+    names = list(adata.uns["directional_saliency"]["names"])
+    assert np.mean([g in toward for g in names[:10]]) >= 0.8
+    assert np.mean([g in away for g in names[-10:]]) >= 0.8
+    # at the source centroid alone (salient-SNE's definition) the local gradient is noisier:
+    # the genes pulling away from the target are still the source's own markers
+    sl.tl.directional_saliency(adata, "0", "1", groupby="group", model_key="ptsne")
+    names = list(adata.uns["directional_saliency"]["names"])
+    assert np.mean([g in away for g in names[-10:]]) >= 0.8
+    ax = sl.pl.directional_saliency(adata, n_genes=5, show=False)
+    assert len(ax.patches) == 10
+    plt.close("all")
+
+
+def test_saliency_image_on_digits():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    adata = sc.AnnData(digits.data.astype(np.float32))
+    adata.var_names = [f"px{i}" for i in range(64)]
+    adata.obs["digit"] = pd.Categorical(digits.target.astype(str))
+    sl.tl.ptsne(adata, use_rep="X", epochs=150, random_state=0)
+    sl.tl.directional_saliency(adata, "0", "1", groupby="digit", model_key="ptsne")
+    ax = sl.pl.saliency_image(adata, image_shape=(8, 8), show=False)
+    img = ax.images[0].get_array()
+    assert img.shape == (8, 8)
+    # pixels inked in ones but not in zeros push a zero toward the ones
+    mean = lambda d: digits.data[digits.target == d].mean(0)  # noqa: E731
+    assert np.corrcoef(np.ravel(img), mean(1) - mean(0))[0, 1] > 0.3
+    plt.close("all")
+
+
+PANCREAS_MARKERS = {
+    "beta": "INS",
+    "alpha": "GCG",
+    "delta": "SST",
+    "gamma": "PPY",
+    "acinar": "PRSS1",
+    "ductal": "KRT19",
+}
+
+
+@pytest.fixture(scope="module")
+def pancreas_maps():
+    """Baron pancreas with Pearson-residual HVGs (scanpy's default flavour drops GCG and SST)."""
+    adata = sl.datasets.pancreas()
+    sc.experimental.pp.highly_variable_genes(adata, flavor="pearson_residuals", n_top_genes=2000)
+    adata = adata[:, adata.var["highly_variable"]].copy()
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.pca(adata, n_comps=50, random_state=0)
+    sl.tl.ptsne(adata, random_state=0)
+    sl.tl.den(adata, random_state=0)
+    return adata
+
+
+def test_canonical_pancreas_markers(pancreas_maps):
+    adata = pancreas_maps.copy()
+    sl.tl.rank_genes(adata, "cell_type1", model_key="ptsne", method="integrated_gradients")
+    names = pd.DataFrame(adata.uns["rank_genes_integrated_gradients"]["names"])
+    for cell_type, gene in PANCREAS_MARKERS.items():
+        assert gene in set(names[cell_type][:20]), (cell_type, gene, list(names[cell_type][:20]))
+
+
+def test_den_cluster_logits_name_the_markers(pancreas_maps):
+    adata = pancreas_maps.copy()
+    sl.tl.rank_genes(adata, "den", model_key="den", method="integrated_gradients", n_cells=200)
+    res = adata.uns["rank_genes_integrated_gradients"]
+    assert res["params"]["target"] == "logit"
+    names = pd.DataFrame(res["names"])
+    tab = pd.crosstab(adata.obs["den"], adata.obs["cell_type1"])
+    purity = tab.max(1) / tab.sum(1)
+    checked = 0
+    for cell_type, gene in PANCREAS_MARKERS.items():
+        cluster = tab[cell_type].idxmax()  # the type's main cluster
+        if purity[cluster] < 0.85 or tab.loc[cluster].idxmax() != cell_type:
+            continue
+        assert gene in set(names[cluster][:10]), (cluster, cell_type, list(names[cluster][:10]))
+        checked += 1
+    assert checked >= 4
+
+
+def test_bad_input_raises_before_writing(syn):
+    adata = syn.copy()
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match="method must be"):
+        sl.tl.rank_genes(adata, "group", model_key="ptsne", method="lime")
+    with pytest.raises(KeyError, match="'celltype' not found in adata.obs"):
+        sl.tl.rank_genes(adata, "celltype", model_key="ptsne")
+    with pytest.raises(KeyError, match="Train a map first"):
+        sl.tl.rank_genes(adata, "group", model_key="umap")
+    with pytest.raises(ValueError, match="reference='9' is not a category"):
+        sl.tl.rank_genes(adata, "group", model_key="ptsne", reference="9")
+    with pytest.raises(ValueError, match="needs a model with a cluster head"):
+        sl.tl.rank_genes(adata, "group", model_key="ptsne", target="logit")
+    with pytest.raises(ValueError, match="source and target must be different"):
+        sl.tl.directional_saliency(adata, "0", "0", groupby="group", model_key="ptsne")
+    obsm = adata.copy()
+    obsm.obsm["X_mine"] = obsm.obsm["X_pca"].copy()
+    sl.tl.ptsne(obsm, use_rep="X_mine", epochs=2, key_added="mine")
+    with pytest.raises(ValueError, match="cannot be attributed to genes"):
+        sl.tl.rank_genes(obsm, "group", model_key="mine")
+    assert snapshot(adata) == before
