@@ -159,7 +159,7 @@ def ardr(
         (full-batch gradient descent; PCA then agrees with ``sc.pp.pca`` to within numerical
         precision). An integer m gives stochastic forces between the pairs of m random cells per
         step, for large data sets: on Baron pancreas (2,142 cells), m = 512 recovers the PCA
-        plane with principal-angle cosines >= 0.9998 and singular values about 0.5-1% too large
+        plane with principal-angle cosines >= 0.9998 and singular values 0.1-1% too large
         (the batch is centred on its own mean).
     init
         Starting coordinates: ``'random'`` (small Gaussian; default for ``'pca'``/``'mds'``),
