@@ -117,17 +117,24 @@ class Trainer:
         parameters: Iterable[nn.Parameter] | Iterable[dict] | None = None,
         callbacks: Sequence[Callback] = (),
         final_lr_fraction: float = 1.0,
+        optimizer: str = "adam",
     ) -> Trainer:
         """Run ``n_epochs`` of Adam on ``objective``; Ctrl-C stops early and keeps what was learnt.
 
         ``parameters``: what to train (default: everything), as parameters or Adam param groups.
+        ``optimizer='sgd'``: plain gradient descent instead of Adam (a step is then exactly
+        ``-learning_rate * gradient``, e.g. a force update).
         ``final_lr_fraction < 1`` decays every group's learning rate linearly over the phase's
         steps to that fraction of its start value (less minibatch noise at the end).
         """
         if self.interrupted or n_epochs <= 0:
             return self
         params = list(self.encoder.parameters() if parameters is None else parameters)
-        opt = torch.optim.Adam(params, lr=learning_rate)
+        if optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}.")
+        opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(
+            params, lr=learning_rate
+        )
         total_steps = max(1, n_epochs * len(sampler))
         schedule = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: 1.0 - (1.0 - final_lr_fraction) * min(step / total_steps, 1.0)

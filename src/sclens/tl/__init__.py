@@ -1,8 +1,19 @@
-"""Tools: train maps, project new cells."""
+"""Tools: train maps, cluster, project new cells, generate expression, rank genes."""
 
+from ._ardr import ardr
 from ._den import den
+from ._gne import generate, gne
 from ._project import project
 from ._ptsne import ptsne
 from ._rank_genes import directional_saliency, rank_genes
 
-__all__ = ["ptsne", "den", "project", "rank_genes", "directional_saliency"]
+__all__ = [
+    "ptsne",
+    "den",
+    "ardr",
+    "gne",
+    "generate",
+    "project",
+    "rank_genes",
+    "directional_saliency",
+]

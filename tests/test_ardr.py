@@ -1,0 +1,213 @@
+"""Attraction-repulsion DR: forces equal gradients, PCA recovered from random points, the
+t-SNE and UMAP ends of the normalisation spectrum, determinism, errors, projection, force plots."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from conftest import knn_accuracy, snapshot, trust
+from scipy import sparse
+
+import sclens as sl
+from sclens._core.forces import GramMismatch, double_centre, graph_forces, pca_forces, sq_dists
+from sclens._core.networks import CoordinateTable
+
+matplotlib.use("Agg")
+
+
+def _principal_cosines(Y, P):
+    """Cosines of the principal angles between the column spaces of centred Y and P."""
+    qy, _ = np.linalg.qr(Y - Y.mean(0))
+    qp, _ = np.linalg.qr(P - P.mean(0))
+    return np.linalg.svd(qy.T @ qp, compute_uv=False)
+
+
+# -- the maths on random tensors ----------------------------------------------------------------
+def test_pca_forces_are_minus_the_gradient_of_the_gram_mismatch():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(30, 6, generator=g, dtype=torch.float64)
+    Y = torch.randn(30, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    C = torch.eye(30, dtype=torch.float64) - 1.0 / 30
+    loss = (C @ (X @ X.T - Y @ Y.T) @ C).square().sum()
+    (grad,) = torch.autograd.grad(loss, Y)
+    K = double_centre(X @ X.T)
+    F = pca_forces(K, Y.detach())
+    # F is (proportional to) the difference of the double-centred squared-distance matrices
+    torch.testing.assert_close(F, 2.0 * double_centre(sq_dists(X) - sq_dists(Y.detach())))
+    y = Y.detach()
+    update = (F[:, :, None] * (y[None, :, :] - y[:, None, :])).sum(0)  # sum_i F_ij (y_j - y_i)
+    torch.testing.assert_close(update, -grad)
+    # the objective computes the same loss without n x n matrices, and from a dense target
+    enc = CoordinateTable(y.numpy())
+    idx = torch.arange(30)
+    for obj in (GramMismatch(features=X.float()), GramMismatch(gram=K)):
+        out = obj(enc, {"idx": idx[torch.randperm(30, generator=g)]})
+        np.testing.assert_allclose(float(out.total.detach()), float(loss.detach()), rtol=1e-4)
+
+
+def test_graph_forces_are_minus_the_gradient_of_the_expected_objective():
+    rng = np.random.default_rng(0)
+    n = 25
+    Y = rng.standard_normal((n, 2))
+    W = sparse.random(n, n, density=0.2, random_state=0, format="csr")
+    P = W + W.T
+    P = P / P.sum()
+    for norm, a, b in ((1.0, 1.0, 1.0), (0.0, 1.58, 0.9), (0.4, 1.0, 1.0)):
+        y = torch.tensor(Y, requires_grad=True)
+        d2 = ((y[:, None] - y[None]) ** 2).sum(-1)
+        off = ~torch.eye(n, dtype=bool)
+        w = 1.0 / (1.0 + a * d2[off].clamp_min(1e-4) ** b) if b != 1 else 1.0 / (1.0 + d2[off])
+        Pd = torch.tensor(P.toarray())[off]
+        attraction = 0.5 * (Pd * -torch.log(w)).sum()
+        repulsion = norm * torch.log(w.mean()) + (1 - norm) * 5.0 * (-torch.log1p(-w + 1e-4)).mean()
+        (grad,) = torch.autograd.grad(attraction + repulsion, y)
+        for i in (0, 7):
+            att, rep = graph_forces(Y, P, np.arange(n), np.array([i]), normalization=norm, a=a, b=b)
+            np.testing.assert_allclose(
+                att.sum(0) + rep.sum(0), -grad[i].numpy(), rtol=1e-5, atol=1e-9
+            )
+
+
+# -- PCA and MDS recovered on real data -----------------------------------------------------------
+@pytest.mark.parametrize("use_rep", [None, "X"], ids=["50 PCs", "2000 genes"])
+def test_pca_recovered_from_random_points(baron, use_rep):
+    sl.tl.ardr(baron, method="pca", use_rep=use_rep, random_state=0)
+    assert baron.uns["ardr"]["params"]["init"] == "random"
+    Y = baron.obsm["X_ardr"].astype(np.float64)
+    P = baron.obsm["X_pca"][:, :2].astype(np.float64)
+    cos = _principal_cosines(Y, P)
+    assert cos.min() >= 0.999, cos  # measured 1.0000000 (both inputs)
+    target = np.sqrt(np.linalg.eigvalsh(np.cov(P.T, bias=True) * len(P))[::-1])
+    sv = baron.uns["ardr"]["singular_values"]
+    np.testing.assert_allclose(sv, target, rtol=0.01)  # measured within 1e-6
+    # rotated to its own principal axes: the columns are PC1, PC2 up to sign
+    np.testing.assert_allclose(np.abs(Y), np.abs(P), atol=1e-3 * np.abs(P).max())
+
+
+def test_mds_on_euclidean_distances_is_pca_and_other_metrics_run(baron):
+    small = baron[:600].copy()
+    pca = sl.tl.ardr(small, method="pca", copy=True).obsm["X_ardr"]
+    sl.tl.ardr(small, method="mds")
+    np.testing.assert_allclose(
+        np.abs(small.obsm["X_ardr"]), np.abs(pca), atol=1e-3 * np.abs(pca).max()
+    )
+    sl.tl.ardr(small, method="mds", metric="cosine", key_added="cos")
+    assert small.uns["cos"]["params"]["metric"] == "cosine"
+    h = small.uns["cos"]["history"]
+    assert h["residual"][-1] < h["residual"][0]
+
+
+def test_sampled_pairs_are_accurate_within_what_the_docs_say(baron):
+    sl.tl.ardr(baron, method="pca", sampled_pairs=512, random_state=0)
+    Y = baron.obsm["X_ardr"].astype(np.float64)
+    P = baron.obsm["X_pca"][:, :2].astype(np.float64)
+    assert _principal_cosines(Y, P).min() >= 0.9995  # measured 0.99991
+    target = np.linalg.svd(P - P.mean(0), compute_uv=False)
+    np.testing.assert_allclose(baron.uns["ardr"]["singular_values"], target, rtol=0.01)
+
+
+# -- the two ends of the normalisation spectrum -------------------------------------------------
+@pytest.fixture(scope="module")
+def tsne_end(_baron):
+    adata = _baron.copy()
+    sl.tl.ardr(adata, method="tsne", n_epochs=150, random_state=0)
+    return adata
+
+
+def test_tsne_end_reaches_tsne_quality(tsne_end):
+    Y = tsne_end.obsm["X_ardr"]
+    # measured 0.975 / 0.978 at 150 epochs (default 1,000: 0.981 / 0.979; sc.tl.tsne 0.982 / 0.977)
+    assert trust(tsne_end.obsm["X_pca"], Y) > 0.97
+    assert knn_accuracy(Y, tsne_end.obs["cell_type1"]) > 0.97
+    assert tsne_end.uns["ardr"]["params"]["normalization"] == 1.0
+    assert set(tsne_end.uns["ardr"]["history"]["phase"]) == {"exaggeration", "embedding"}
+
+
+def test_umap_end_reaches_umap_quality(baron):
+    sl.tl.ardr(baron, method="umap", n_epochs=150, random_state=0)
+    Y = baron.obsm["X_ardr"]
+    # measured 0.964 / 0.973 at 150 epochs (default 1,000: 0.972 / 0.976; sc.tl.umap: 0.969 / 0.978)
+    assert trust(baron.obsm["X_pca"], Y) > 0.958
+    assert knn_accuracy(Y, baron.obs["cell_type1"]) > 0.965
+    params = baron.uns["ardr"]["params"]
+    assert params["normalization"] == 0.0 and params["b"] != 1.0
+    assert params["early_exaggeration"] == 1.0
+    assert baron.obsp["ardr_connectivities"].shape == (baron.n_obs, baron.n_obs)
+
+
+# -- forces of a map ------------------------------------------------------------------------------
+def test_forces_point_towards_attractors_and_away_from_repellers(tsne_end):
+    adata = tsne_end
+    table = sl.pl.group_forces(adata, groupby="cell_type1", group="alpha")
+    assert list(table.index) == list(adata.obs["cell_type1"].cat.categories)
+    Y = adata.obsm["X_ardr"]
+    labels = adata.obs["cell_type1"].to_numpy()
+    home = Y[labels == "alpha"].mean(0)
+    for name, row in table.drop(index="alpha").iterrows():
+        away = home - Y[labels == name].mean(0)
+        rep = row[["repulsion_1", "repulsion_2"]].to_numpy(float)
+        assert rep @ away > 0, name
+    # graph neighbours of alpha cells are mostly alpha cells: other types attract them weakly
+    assert (table["attraction"].drop(index="alpha") < table["repulsion"].sum()).all()
+    ax = sl.pl.forces(adata, groupby="cell_type1", group="alpha", top=4, show=False)
+    assert ax.get_title() == "forces on alpha"
+    sl.pl.forces(adata, groupby="cell_type1", cell=0, show=False)
+
+
+def test_forces_need_a_graph_map(baron):
+    small = baron[:300].copy()
+    sl.tl.ardr(small, method="pca")
+    with pytest.raises(ValueError, match="t-SNE/UMAP-type map"):
+        sl.pl.forces(small, groupby="cell_type1", group="alpha")
+
+
+# -- determinism, parametric maps, errors ---------------------------------------------------------
+def test_same_seed_gives_identical_coordinates(pbmc):
+    runs = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        x = pbmc.copy()
+        sl.tl.ardr(x, method="umap", normalization=0.5, n_epochs=20, random_state=seed)
+        runs[name] = x.obsm["X_ardr"]
+    np.testing.assert_array_equal(runs["a"], runs["b"])
+    assert not np.allclose(runs["a"], runs["c"])
+    p1 = sl.tl.ardr(pbmc, method="pca", sampled_pairs=128, n_epochs=5, copy=True)
+    p2 = sl.tl.ardr(pbmc, method="pca", sampled_pairs=128, n_epochs=5, copy=True)
+    np.testing.assert_array_equal(p1.obsm["X_ardr"], p2.obsm["X_ardr"])
+
+
+@pytest.mark.parametrize("method", ["umap", "pca"])
+def test_parametric_map_projects_new_cells(pbmc, method):
+    sl.tl.ardr(pbmc, method=method, parametric=True, n_epochs=5, random_state=0)
+    uns = pbmc.uns["ardr"]
+    assert "model" in uns and uns["params"]["parametric"] is True
+    query = pbmc.copy()
+    del query.obsm["X_ardr"]
+    sl.tl.project(query, pbmc, key="ardr")
+    assert np.abs(query.obsm["X_ardr"] - pbmc.obsm["X_ardr"]).max() < 1e-4
+    assert sl.Model.from_uns(uns["model"]).config["ardr_method"] == method
+
+
+def _fails(adata, exc, match, **kwargs):
+    before = snapshot(adata)
+    with pytest.raises(exc, match=match):
+        sl.tl.ardr(adata, **kwargs)
+    assert snapshot(adata) == before
+
+
+def test_bad_input_raises_before_anything_changes(pbmc):
+    _fails(pbmc, ValueError, r"method must be one of", method="isomap")
+    _fails(pbmc, ValueError, r"normalization must be in \[0, 1\]", normalization=1.5)
+    _fails(pbmc, ValueError, r"normalization.*applies to method='tsne' or 'umap'", method="pca",
+           normalization=0.5)  # fmt: skip
+    _fails(pbmc, ValueError, r"sampled_pairs.*applies to method='pca'", sampled_pairs=100)
+    _fails(pbmc, KeyError, r"'X_scvi' not found in adata.obsm", use_rep="X_scvi")
+    _fails(pbmc, KeyError, r"'X_nope' not found in adata.obsm", init="X_nope")
+    _fails(pbmc, ValueError, r"metric must be one of", method="mds", metric="manhattan")
+    _fails(pbmc[:40].copy(), ValueError, r"needs at least 91 cells")
+    pbmc.obsm["X_bad"] = pbmc.obsm["X_pca"].copy()
+    pbmc.obsm["X_bad"][0, 0] = np.nan
+    _fails(pbmc, ValueError, r"obsm\['X_bad'\] contains 1 NaN", method="pca", use_rep="X_bad")
+    pbmc.X[3, 5] = np.nan
+    _fails(pbmc, ValueError, r"adata.X contains 1 NaN", method="umap", use_rep="X")
