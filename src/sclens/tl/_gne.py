@@ -30,6 +30,9 @@ N_REFERENCE = 2000
 MIN_CELLS = 20
 #: learning rates decay linearly to this fraction over training (GNE and the autoencoder alike)
 FINAL_LR_FRACTION = 1.0
+#: Adam steps and learning rate of placing a cell with the decoder frozen (polish and projection)
+PLACE_STEPS = 20
+PLACE_LR = 0.1
 
 
 # -- pieces shared by GNE and its autoencoder baseline ------------------------------------------
@@ -269,7 +272,7 @@ def gne(
     epochs: int = 60,
     batch_size: int = 512,
     learning_rate: float = 1e-3,
-    coord_learning_rate: float = 0.1,
+    coord_learning_rate: float = 1.0,
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
     random_state: int = 0,
     key_added: str = "gne",
@@ -393,29 +396,32 @@ def gne(
         device=device,
         random_state=random_state,
     )
+    # polish: each coordinate moves to its noise-free optimum with the decoder frozen, exactly as
+    # a projected cell does, so reference and query errors are measured alike
     model = model.cpu().eval()
-    coords = model.encoder.coords.detach().numpy().copy()
-    cell_err, gene_err = reconstruction_errors(decoder, coords, X)
-
-    # what projection needs without the AnnData: starting positions and the reference's errors,
-    # measured as for a query (the same refinement, decoder frozen, no noise)
-    rng = np.random.default_rng(random_state)
-    sub = np.sort(rng.choice(len(X), size=min(N_REFERENCE, len(X)), replace=False))
-    projection = {"n_starts": 4, "steps": 100, "learning_rate": 0.05}
-    ref_coords, ref_err = place(
+    trained = model.encoder.coords.detach().numpy().copy()
+    projection = {"n_starts": 4, "steps": PLACE_STEPS, "learning_rate": PLACE_LR}
+    coords, _ = place(
         decoder,
-        X[sub],
-        coords[sub],
-        starts=coords[sub],
-        steps=projection["steps"],
-        learning_rate=projection["learning_rate"],
+        X,
+        trained,
+        starts=trained,
+        steps=PLACE_STEPS,
+        learning_rate=PLACE_LR,
+        device=trainer.device,
         random_state=random_state,
     )
+    decoder = decoder.cpu().eval()
+    cell_err, gene_err = reconstruction_errors(decoder, coords, X)
+
+    # what projection needs without the AnnData: starting positions and the reference's errors
+    rng = np.random.default_rng(random_state)
+    sub = np.sort(rng.choice(len(X), size=min(N_REFERENCE, len(X)), replace=False))
     stored = Model.with_decoder(
         "gne",
         inp,
         decoder,
-        {"ref.coords": coords[sub], "ref.error": ref_err},
+        {"ref.coords": coords[sub], "ref.error": cell_err[sub]},
         projection=projection,
         library_size=float(np.median(X.sum(1))) if likelihood == "nb" else None,
     )
