@@ -31,6 +31,7 @@ bench: $(VENV)/.installed-test  ## benchmarks against scanpy (slow; not run by C
 	$(PY) benchmarks/run.py --out benchmarks/results
 	$(PY) benchmarks/den.py --out benchmarks/results
 	$(PY) benchmarks/ardr.py --out benchmarks/results
+	$(PY) benchmarks/gne.py --out benchmarks/results
 
 docs: $(VENV)/.installed
 	$(PIP) install --quiet -e ".[docs]"

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .data import InputLayer
-from .networks import Network
+from .networks import Decoder, Network
 
 __all__ = ["Model", "ModelError"]
 
@@ -38,7 +38,8 @@ class Model:
     config
         JSON-able settings: ``input`` (what it reads), ``network`` (architecture), method extras.
     arrays
-        Weights and frozen layers as numpy arrays (``net.*`` for the network, ``input.*``).
+        Weights and frozen layers as numpy arrays (``net.*`` for the network, ``dec.*`` for a
+        decoder, ``input.*``, method extras such as ``ref.*``).
     """
 
     method: str
@@ -85,6 +86,43 @@ class Model:
             ) from None
         return net.to(device).eval()
 
+    @classmethod
+    def with_decoder(
+        cls, method: str, inp: InputLayer, decoder: Decoder, arrays=None, **extra
+    ) -> Model:
+        """A model whose trained part is a :class:`Decoder` (GNE), plus extra arrays."""
+        model = cls.from_parts(method, inp, None, decoder=decoder.config, **extra)
+        model.arrays.update(
+            {f"dec.{k}": v.detach().cpu().numpy() for k, v in decoder.state_dict().items()}
+        )
+        model.arrays.update({k: np.asarray(v) for k, v in (arrays or {}).items()})
+        return model
+
+    def decoder(self, device: str | torch.device = "cpu") -> Decoder:
+        cfg = self.config.get("decoder")
+        if cfg is None:
+            raise ModelError(f"the {self.method!r} model has no decoder")
+        try:
+            dec = Decoder(
+                cfg["n_components"], cfg["n_out"], cfg["hidden"], cfg["n_blocks"], cfg["likelihood"]
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(
+                f"the stored {self.method!r} decoder config is unreadable ({e!r})."
+            ) from None
+        state = {
+            k[4:]: torch.as_tensor(np.asarray(v))
+            for k, v in self.arrays.items()
+            if k.startswith("dec.")
+        }
+        try:
+            dec.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ModelError(
+                f"the stored {self.method!r} decoder does not match its config: {e}"
+            ) from None
+        return dec.to(device).eval()
+
     def transform(self, X, device: str | torch.device = "cpu") -> np.ndarray:
         """Coordinates of an input matrix already aligned to :attr:`input_layer`."""
         return self.network(device).transform(self.input_layer.transform(X))
@@ -105,6 +143,13 @@ class Model:
                 raise ModelError(
                     f"corrupted sclens model: network reads {net.config['n_features']} features, "
                     f"input layer gives {inp.n_features}."
+                )
+        if "decoder" in self.config:
+            dec = self.decoder()
+            if dec.config["n_out"] != inp.n_in:
+                raise ModelError(
+                    f"corrupted sclens model: decoder writes {dec.config['n_out']} genes, "
+                    f"input layer reads {inp.n_in}."
                 )
         return self
 

@@ -3,6 +3,10 @@
 - :class:`IndexedNetwork`: a frozen feature table (the output of the frozen input layer) followed
   by a :class:`Network` (parametric; generalises to new cells).
 - :class:`CoordinateTable`: one learnable coordinate per cell (non-parametric).
+
+Generative maps add a :class:`Decoder` (coordinates -> expression); :class:`GenerativeMap` pairs
+either encoder with it, so GNE (table + decoder) and an autoencoder (network + decoder) train
+through the same objective.
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Network", "IndexedNetwork", "CoordinateTable"]
+__all__ = [
+    "Network",
+    "IndexedNetwork",
+    "CoordinateTable",
+    "ResidualBlock",
+    "Decoder",
+    "GenerativeMap",
+]
 
 
 class Network(nn.Module):
@@ -123,3 +134,83 @@ class CoordinateTable(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.coords[idx]
+
+
+class ResidualBlock(nn.Module):
+    """``x + Linear(ReLU(Linear(x)))``."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class Decoder(nn.Module):
+    """Coordinates -> expression: ``Linear-ELU`` expansion, residual blocks, output layer.
+
+    ``likelihood='mse'``: the output is the expression itself. ``'nb'``: the output are logits of
+    each gene's share of the cell's counts (softmax over genes), and ``log_theta`` holds one
+    negative-binomial inverse dispersion per gene.
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        n_out: int,
+        hidden: int = 256,
+        n_blocks: int = 4,
+        likelihood: str = "mse",
+    ):
+        super().__init__()
+        if likelihood not in ("mse", "nb"):
+            raise ValueError(f"likelihood must be 'mse' or 'nb', got {likelihood!r}.")
+        self.config = {
+            "n_components": int(n_components),
+            "n_out": int(n_out),
+            "hidden": int(hidden),
+            "n_blocks": int(n_blocks),
+            "likelihood": likelihood,
+        }
+        self.expand = nn.Sequential(nn.Linear(n_components, hidden), nn.ELU())
+        self.blocks = nn.Sequential(*[ResidualBlock(hidden) for _ in range(n_blocks)])
+        self.out = nn.Linear(hidden, n_out)
+        self.log_theta = nn.Parameter(torch.zeros(n_out)) if likelihood == "nb" else None
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.blocks(self.expand(z)))
+
+    def profile(self, z: torch.Tensor) -> torch.Tensor:
+        """Expression profile: the output itself (mse) or each gene's share of counts (nb)."""
+        out = self(z)
+        return torch.softmax(out, dim=1) if self.config["likelihood"] == "nb" else out
+
+    @torch.no_grad()
+    def decode(self, coords: np.ndarray, chunk_size: int = 8192) -> np.ndarray:
+        """:meth:`profile` of map coordinates, evaluated in chunks on the decoder's device."""
+        device = next(self.parameters()).device
+        out = [
+            self.profile(
+                torch.as_tensor(coords[s : s + chunk_size], dtype=torch.float32, device=device)
+            )
+            .cpu()
+            .numpy()
+            for s in range(0, len(coords), chunk_size)
+        ]
+        return np.concatenate(out) if out else np.empty((0, self.config["n_out"]), np.float32)
+
+
+class GenerativeMap(nn.Module):
+    """An encoder (cell indices -> coordinates) with a :class:`Decoder` (coordinates -> expression).
+
+    With a :class:`CoordinateTable` this is GNE; with an :class:`IndexedNetwork` an autoencoder.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: Decoder):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.encoder(idx)

@@ -4,6 +4,9 @@ The attraction-repulsion objective covers t-SNE and UMAP as two settings of one 
 attraction ``-log w(d_ij)`` on graph edges sampled in proportion to their affinity, repulsion
 on cross pairs of the batch (negative samples), either *normalised* (t-SNE: ``log`` of the
 mean similarity, an estimate of ``log Z``) or *unnormalised* (UMAP: ``-log(1 - w)``).
+
+Generative maps (GNE) minimise :class:`Reconstruction`: the decoder's error on each cell's
+expression from its (noised) coordinate, optionally plus :class:`NeighborAttraction` on kNN pairs.
 """
 
 from __future__ import annotations
@@ -14,7 +17,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Loss", "AttractionRepulsion", "Classification", "DENPairs", "Sum", "f1_cdf", "umap_ab"]
+__all__ = [
+    "Loss",
+    "AttractionRepulsion",
+    "Classification",
+    "DENPairs",
+    "Reconstruction",
+    "NeighborAttraction",
+    "Sum",
+    "cell_error",
+    "f1_cdf",
+    "umap_ab",
+]
 
 
 @dataclass
@@ -199,3 +213,84 @@ class Sum:
             total = total + (1.0 if self.weights is None else self.weights[k]) * out.total
             terms.update(out.terms)
         return Loss(total, terms)
+
+
+def cell_error(
+    out: torch.Tensor,
+    x: torch.Tensor,
+    likelihood: str,
+    log_theta: torch.Tensor | None = None,
+    reduce: bool = True,
+) -> torch.Tensor:
+    """Per-cell reconstruction error, averaged over genes (``reduce=False``: per cell and gene).
+
+    ``'mse'``: mean squared error between the decoder's output and ``x``.
+    ``'nb'``: negative-binomial negative log-likelihood of the counts ``x`` with mean
+    ``softmax(out) * library`` (``library``: the cell's total count) and inverse dispersion
+    ``exp(log_theta)`` per gene.
+    """
+    if likelihood == "mse":
+        e = (out - x) ** 2
+        return e.mean(1) if reduce else e
+    if likelihood != "nb":
+        raise ValueError(f"likelihood must be 'mse' or 'nb', got {likelihood!r}.")
+    library = x.sum(1, keepdim=True).clamp_min(1.0)
+    log_mu = torch.log_softmax(out, dim=1) + torch.log(library)
+    theta = log_theta.exp()[None, :]
+    log_theta_mu = torch.logaddexp(log_theta[None, :], log_mu)  # log(theta + mu)
+    ll = (
+        torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1.0)
+        + theta * (log_theta[None, :] - log_theta_mu)
+        + x * (log_mu - log_theta_mu)
+    )
+    return -ll.mean(1) if reduce else -ll
+
+
+@dataclass
+class Reconstruction:
+    """Mean :func:`cell_error` of ``decoder(encoder(idx) + noise * eps)`` against ``targets[idx]``.
+
+    ``eps`` is standard Gaussian noise drawn from ``generator`` (the trainer's random stream),
+    only while the encoder is in training mode; ``noise=0`` is a plain reconstruction.
+    """
+
+    targets: torch.Tensor
+    likelihood: str = "mse"
+    noise: float = 0.0
+    generator: torch.Generator | None = None
+
+    def __call__(self, encoder, batch) -> Loss:
+        idx = batch["idx"]
+        z = encoder(idx)
+        if self.noise > 0 and encoder.training:
+            eps = torch.randn(z.shape, generator=self.generator, dtype=z.dtype)
+            z = z + self.noise * eps.to(z.device)
+        decoder = encoder.decoder
+        out = decoder(z)
+        if self.targets.device != out.device:
+            self.targets = self.targets.to(out.device)
+        err = cell_error(out, self.targets[idx], self.likelihood, decoder.log_theta).mean()
+        return Loss(err, {"reconstruction": float(err.detach())})
+
+
+@dataclass
+class NeighborAttraction:
+    """``mean log(1 + ||z_i - z_j||^2)`` over each batch cell ``i`` and one random kNN ``j``.
+
+    ``neighbors`` is the ``(n_cells, k)`` kNN index table; the neighbour is drawn from
+    ``generator``. The Cauchy form keeps the pull bounded: reconstruction keeps cells apart.
+    """
+
+    neighbors: torch.Tensor
+    generator: torch.Generator | None = None
+
+    def __call__(self, encoder, batch) -> Loss:
+        idx = batch["idx"]
+        col = torch.randint(self.neighbors.shape[1], (len(idx),), generator=self.generator)
+        j = self.neighbors[idx.cpu(), col].to(idx.device)
+        z = encoder(torch.cat([idx, j]))
+        zi, zj = z[: len(idx)], z[len(idx) :]
+        att = torch.log1p(((zi - zj) ** 2).sum(1)).mean()
+        return Loss(att, {"attraction": float(att.detach())})

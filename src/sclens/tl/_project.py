@@ -13,6 +13,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from .._core.data import check_key, query_matrix
 from .._core.engine import resolve_device
+from .._core.generative import novelty, place
 from .._core.model import Model, ModelError
 from ._common import start_adata
 
@@ -30,6 +31,24 @@ def _reference_model(ref: AnnData | Model, key: str) -> Model:
     if not isinstance(ref.uns[key], dict) or "model" not in ref.uns[key]:
         raise ModelError(f"ref.uns[{key!r}] holds no trained model ('model' entry missing).")
     return Model.from_uns(ref.uns[key]["model"], where=f"ref.uns[{key!r}]['model']")
+
+
+def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:
+    """GNE projection: multi-start optimisation against the frozen decoder, and novelty."""
+    for k in ("ref.coords", "ref.error"):
+        if k not in model.arrays:
+            raise ModelError(f"the GNE model has no {k!r} array (reference positions/errors).")
+    settings = model.config.get("projection", {})
+    coords, errors = place(
+        model.decoder(device),
+        X,
+        np.asarray(model.arrays["ref.coords"], dtype=np.float32),
+        n_starts=int(settings.get("n_starts", 4)),
+        steps=int(settings.get("steps", 20)),
+        learning_rate=float(settings.get("learning_rate", 0.1)),
+        device=device,
+    )
+    return coords, novelty(errors, model.arrays["ref.error"])
 
 
 def transfer_labels(
@@ -65,6 +84,12 @@ def project(
 ) -> AnnData | None:
     """Project query cells onto a reference map with its trained model.
 
+    For network maps (``ptsne``, ``den``) this is a forward pass. For a GNE map, which has no
+    encoder, each query cell is placed by optimisation with the decoder frozen: it starts at the
+    best few of the reference positions stored in the model (those whose decoded profiles are
+    closest to it), each start is optimised with Adam, and the best optimum is kept. The
+    reconstruction error left there gives ``obs['gne_novelty']``.
+
     The query's genes are aligned to the model's by name: reordered, extra genes ignored, missing
     genes set to zero with a warning that says how many; fewer than half shared raises an error.
     The query must be normalised like the reference (e.g. ``normalize_total`` + ``log1p``).
@@ -95,6 +120,10 @@ def project(
         The query's coordinates in the reference map.
     ``adata.obs[key]``, ``adata.obsm[key + '_proba']``
         For models with a cluster head (``den``): predicted clusters and their probabilities.
+    ``adata.obs[key + '_novelty']``
+        For GNE maps: ``log`` of the cell's reconstruction error at its optimum, as a z-score
+        against the reference cells' log-errors (measured the same way, at their own optimum);
+        high means "this cell is unlike anything in the map" (above ~2-3 is unusual).
     ``adata.obs[col]``, ``adata.obs[col + '_confidence']``
         For each ``transfer`` column: the transferred label and the fraction of (distance-weighted)
         neighbour votes it received.
@@ -112,10 +141,13 @@ def project(
     adata = start_adata(adata, "project", copy)
     start = logg.info(f"projecting {adata.n_obs} cells onto the {model.method!r} map")
     X = query_matrix(adata, model.input_layer)
-    network = model.network(resolve_device(device))
-    coords = network.transform(model.input_layer.transform(X))
-    proba = None
-    if network.cluster_head is not None:
+    proba = score = None
+    if model.method == "gne":
+        coords, score = _place_gne(model, X, resolve_device(device))
+    else:
+        network = model.network(resolve_device(device))
+        coords = network.transform(model.input_layer.transform(X))
+    if model.method != "gne" and network.cluster_head is not None:
         order = model.config.get("cluster_order", list(range(network.config["n_clusters"])))
         proba = network.cluster_proba(coords)[:, order]
     results = {}
@@ -129,6 +161,8 @@ def project(
         names = [str(r) for r in range(proba.shape[1])]
         adata.obs[key] = pd.Categorical.from_codes(proba.argmax(1), categories=names)
         adata.obsm[f"{key}_proba"] = proba
+    if score is not None:
+        adata.obs[f"{key}_novelty"] = score
     for col, (labels, conf) in results.items():
         adata.obs[col] = pd.Categorical(labels, categories=labels.categories)
         adata.obs[f"{col}_confidence"] = conf

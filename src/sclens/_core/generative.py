@@ -1,0 +1,123 @@
+"""Placing cells on a generative map: the decoder is frozen, coordinates are optimised.
+
+A new cell has no coordinate. :func:`place` decodes candidate positions (stored reference
+positions) once, starts each cell from the ``n_starts`` candidates whose decoded profiles are
+closest to it, optimises all starts at once with Adam through the one training loop (decoder
+frozen, full batch, no noise), and keeps each cell's best optimum. The error left there measures
+how well the map explains the cell; :func:`novelty` compares it with the reference's errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import sparse
+
+from .engine import CellSampler, Trainer
+from .networks import CoordinateTable, Decoder, GenerativeMap
+from .objectives import Reconstruction, cell_error
+
+__all__ = ["place", "novelty", "dense_chunk"]
+
+
+def dense_chunk(X, start: int, stop: int) -> np.ndarray:
+    block = X[start:stop]
+    block = block.toarray() if sparse.issparse(block) else np.asarray(block)
+    return block.astype(np.float32)
+
+
+def _comparable(x: torch.Tensor, profiles: bool, likelihood: str) -> torch.Tensor:
+    """Values on which candidates are compared: as they are (mse), log1p of CP10k (nb)."""
+    if likelihood == "mse":
+        return x
+    share = x if profiles else x / x.sum(1, keepdim=True).clamp_min(1.0)
+    return torch.log1p(1e4 * share)
+
+
+def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return d.clamp_min(0.0)
+
+
+@torch.no_grad()
+def _best_candidates(x: torch.Tensor, cand: torch.Tensor, k: int, likelihood: str) -> torch.Tensor:
+    d = _sq_dists(_comparable(x, False, likelihood), cand)
+    # stable tie-break: the lowest index first
+    return torch.topk(-d, min(k, cand.shape[0]), dim=1, sorted=True).indices
+
+
+def place(
+    decoder: Decoder,
+    X,
+    candidates: np.ndarray,
+    *,
+    starts: np.ndarray | None = None,
+    n_starts: int = 4,
+    steps: int = 100,
+    learning_rate: float = 0.05,
+    chunk_size: int = 2048,
+    device: str | torch.device = "cpu",
+    random_state: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates and reconstruction error (:func:`cell_error`) of each row of ``X``.
+
+    ``X`` (cells x the decoder's genes, dense or sparse) is processed in chunks of cells; with
+    ``starts`` (one coordinate per cell) those replace the candidate search.
+    """
+    likelihood = decoder.config["likelihood"]
+    decoder = decoder.to(device).eval()
+    was = [p.requires_grad for p in decoder.parameters()]
+    decoder.requires_grad_(False)
+    cand = torch.as_tensor(candidates, dtype=torch.float32)
+    cand_values = _comparable(torch.as_tensor(decoder.decode(candidates)), True, likelihood).to(
+        device
+    )
+    n, d = X.shape[0], cand.shape[1]
+    coords = np.empty((n, d), dtype=np.float32)
+    errors = np.empty(n, dtype=np.float64)
+    try:
+        for s in range(0, n, chunk_size):
+            x = torch.as_tensor(dense_chunk(X, s, s + chunk_size))
+            c = len(x)
+            if starts is None:
+                top = _best_candidates(x.to(device), cand_values, n_starts, likelihood).cpu()
+                k = top.shape[1]
+                init = cand[top.reshape(-1)]
+            else:
+                k = 1
+                init = torch.as_tensor(starts[s : s + c], dtype=torch.float32)
+            targets = x.repeat_interleave(k, dim=0)
+            table = GenerativeMap(CoordinateTable(init.numpy()), decoder)
+            trainer = Trainer(table, device=device, random_state=random_state)
+            trainer.optimize(
+                Reconstruction(targets, likelihood),
+                CellSampler(c * k, c * k),
+                n_epochs=steps,
+                learning_rate=learning_rate,
+                phase="place",
+                parameters=[table.encoder.coords],
+            )
+            with torch.no_grad():
+                z = table.encoder.coords
+                err = cell_error(
+                    decoder(z), targets.to(z.device), likelihood, decoder.log_theta
+                ).reshape(c, k)
+                best = err.argmin(1)
+                rows = torch.arange(c, device=z.device) * k + best
+                coords[s : s + c] = z[rows].cpu().numpy()
+                errors[s : s + c] = err[torch.arange(c), best].double().cpu().numpy()
+    finally:
+        for p, r in zip(decoder.parameters(), was, strict=True):
+            p.requires_grad_(r)
+    return coords, errors
+
+
+def novelty(errors: np.ndarray, reference_errors: np.ndarray) -> np.ndarray:
+    """z-score of ``log(error)`` against the reference cells' ``log(error)``.
+
+    0 is a typical reference cell; 2 is an error exceeded by about 2% of reference cells if their
+    log-errors are Gaussian. High values mean the map explains the cell worse than its own cells.
+    """
+    ref = np.log(np.maximum(np.asarray(reference_errors, dtype=np.float64), 1e-12))
+    mu, sd = ref.mean(), ref.std() + 1e-12
+    return (np.log(np.maximum(errors, 1e-12)) - mu) / sd

@@ -1,0 +1,227 @@
+"""GNE: decoder-only generative maps, generation, projection by optimisation, novelty."""
+
+from __future__ import annotations
+
+import anndata as ad
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from conftest import knn_accuracy, snapshot
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+import sclens as sl
+from sclens._core.networks import Decoder
+from sclens._core.objectives import Reconstruction, cell_error
+from sclens.tl._gne import fit_autoencoder
+
+matplotlib.use("Agg")
+
+LABEL = "cell_type1"
+
+
+# -- maths on random tensors --------------------------------------------------------------------
+def test_decoder_shapes_and_residual_blocks():
+    dec = Decoder(2, 7, hidden=16, n_blocks=3)
+    assert dec(torch.zeros(5, 2)).shape == (5, 7)
+    assert len(dec.blocks) == 3 and dec.log_theta is None
+    nb = Decoder(2, 7, hidden=16, n_blocks=0, likelihood="nb")
+    p = nb.decode(np.random.default_rng(0).normal(size=(4, 2)))
+    np.testing.assert_allclose(p.sum(1), 1, rtol=1e-5)
+    with pytest.raises(ValueError, match="likelihood must be"):
+        Decoder(2, 7, likelihood="poisson")
+
+
+def test_nb_error_is_the_negative_binomial_log_likelihood():
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.poisson(3.0, size=(6, 5)).astype(np.float32))
+    out = torch.as_tensor(rng.normal(size=(6, 5)).astype(np.float32))
+    log_theta = torch.as_tensor(rng.normal(size=5).astype(np.float32))
+    err = cell_error(out, x, "nb", log_theta, reduce=False).double().numpy()
+    mu = (torch.softmax(out, 1) * x.sum(1, keepdim=True)).double().numpy()
+    theta = log_theta.exp().double().numpy()[None, :]
+    ref = -stats.nbinom.logpmf(x.numpy(), theta, theta / (theta + mu))
+    np.testing.assert_allclose(err, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(cell_error(out, x, "mse").numpy(), ((out - x) ** 2).mean(1).numpy())
+
+
+def test_training_noise_comes_from_the_given_generator():
+    table = sl.tl._gne.GenerativeMap(
+        sl.tl._gne.CoordinateTable(np.zeros((4, 2), np.float32)), Decoder(2, 3, 8, 1)
+    )
+    targets = torch.ones(4, 3)
+    losses = []
+    for _ in range(2):
+        obj = Reconstruction(targets, noise=1.0, generator=torch.Generator().manual_seed(3))
+        losses.append(float(obj(table, {"idx": torch.arange(4)}).total.detach()))
+    assert losses[0] == losses[1]
+    table.eval()  # no noise outside training
+    obj = Reconstruction(targets, noise=1.0, generator=torch.Generator().manual_seed(4))
+    a = float(obj(table, {"idx": torch.arange(4)}).total.detach())
+    assert a == float(Reconstruction(targets)(table, {"idx": torch.arange(4)}).total.detach())
+
+
+# -- behaviour on Baron -------------------------------------------------------------------------
+def test_gne_reconstructs_as_well_as_an_autoencoder(baron):
+    """Same decoder, same epochs and batch size; the autoencoder has a 2-D bottleneck.
+
+    The GNE paper's clear win (MNIST 0.0288 vs 0.0438) does not reproduce at this size: on these
+    2,142 cells at 30 epochs GNE is 0.1144 against the autoencoder's 0.1135 (on a 2,000-cell
+    subsample 0.1149 vs 0.1170). What is asserted is that it is not worse by more than 2%.
+    """
+    sl.tl.gne(baron, epochs=30, random_state=0)
+    X = np.asarray(baron.X.toarray() if hasattr(baron.X, "toarray") else baron.X, np.float32)
+    ae_coords, ae_mse, _ = fit_autoencoder(X, epochs=30, random_state=0)
+    mse = baron.uns["gne"]["reconstruction"]["error"]
+    assert mse < 1.02 * ae_mse, (mse, ae_mse)
+    assert mse < 0.117
+    rec = baron.uns["gne"]["reconstruction"]
+    assert len(rec["gene_error"]) == len(rec["genes"]) == baron.n_vars
+    np.testing.assert_allclose(np.mean(rec["gene_error"]), mse, rtol=1e-5)
+    # a sensible map: measured 10-NN accuracy 0.93
+    assert knn_accuracy(baron.obsm["X_gne"], baron.obs[LABEL]) > 0.9
+
+
+@pytest.fixture(scope="module")
+def split_gne(_baron):
+    adata = _baron.copy()
+    test = np.random.default_rng(1).random(adata.n_obs) < 0.2
+    ref, query = adata[~test].copy(), adata[test].copy()
+    sl.tl.gne(ref, epochs=30, random_state=0)
+    return ref, query
+
+
+def test_projection_transfers_labels(split_gne):
+    ref, query = split_gne
+    truth = query.obs[LABEL].astype(str).to_numpy()
+    q = query.copy()
+    q.obs = q.obs.drop(columns=[LABEL])
+    sl.tl.project(q, ref, key="gne", transfer=LABEL)
+    acc = float(np.mean(q.obs[LABEL].astype(str).to_numpy() == truth))
+    assert acc >= 0.85, acc
+    assert q.obsm["X_gne"].shape == (q.n_obs, 2)
+    nov = q.obs["gne_novelty"].to_numpy()
+    # cells of known types are about as well explained as the reference's own cells
+    assert abs(np.median(nov)) < 1.0, np.median(nov)
+
+
+def test_projection_is_deterministic_and_survives_h5ad_and_npz(split_gne, tmp_path):
+    ref, query = split_gne
+    q = query[:150].copy()
+    a = sl.tl.project(q, ref, key="gne", copy=True)
+    ref.write_h5ad(tmp_path / "ref.h5ad")
+    back = ad.read_h5ad(tmp_path / "ref.h5ad")
+    np.testing.assert_array_equal(back.obsm["X_gne"], ref.obsm["X_gne"])
+    b = sl.tl.project(q, back, key="gne", copy=True)
+    sl.save_model(ref, "gne", tmp_path / "gne.npz")
+    c = sl.tl.project(q, sl.load_model(tmp_path / "gne.npz"), key="gne", copy=True)
+    for other in (b, c):
+        np.testing.assert_array_equal(other.obsm["X_gne"], a.obsm["X_gne"])
+        np.testing.assert_array_equal(other.obs["gne_novelty"], a.obs["gne_novelty"])
+
+
+def test_generate_decodes_the_map(split_gne):
+    ref, _ = split_gne
+    model = sl.Model.from_uns(ref.uns["gne"]["model"])
+    coords = ref.obsm["X_gne"][:50]
+    gen = sl.tl.generate(ref, coords)
+    assert gen.shape == (50, ref.n_vars)
+    assert list(gen.var_names) == list(model.input_layer.var_names)
+    np.testing.assert_array_equal(gen.obsm["X_gne"], coords)
+    # decoded profiles are closer to their own cells than to random other cells
+    X = ref.X.toarray() if hasattr(ref.X, "toarray") else np.asarray(ref.X)
+    own = ((gen.X - X[:50]) ** 2).mean()
+    other = ((gen.X - X[50:100]) ** 2).mean()
+    assert own < 0.7 * other
+    with pytest.raises(ValueError, match=r"coords must have shape \(n_points, 2\)"):
+        sl.tl.generate(ref, np.zeros((3, 3)))
+
+
+def test_novelty_flags_a_left_out_cell_type(_baron):
+    """Measured AUROC: ductal 0.94, acinar 0.91; endocrine types are not flagged (alpha 0.65,
+    beta 0.50, delta 0.48): the 2-D decoder explains them from their endocrine neighbours."""
+    adata = _baron
+    truth = adata.obs[LABEL].astype(str).to_numpy()
+    test = np.random.default_rng(1).random(adata.n_obs) < 0.2
+    novel = truth == "ductal"
+    ref = adata[~novel & ~test].copy()
+    query = adata[novel | test].copy()
+    sl.tl.gne(ref, epochs=30, random_state=0)
+    sl.tl.project(query, ref, key="gne")
+    auroc = roc_auc_score(novel[novel | test], query.obs["gne_novelty"])
+    assert auroc >= 0.8, auroc
+
+
+def test_same_seed_same_map(baron):
+    small = baron[:300].copy()
+    a = sl.tl.gne(small, epochs=3, random_state=7, copy=True)
+    b = sl.tl.gne(small, epochs=3, random_state=7, copy=True)
+    c = sl.tl.gne(small, epochs=3, random_state=8, copy=True)
+    np.testing.assert_array_equal(a.obsm["X_gne"], b.obsm["X_gne"])
+    assert not np.array_equal(a.obsm["X_gne"], c.obsm["X_gne"])
+
+
+def test_neighbor_attraction_and_init_options(baron):
+    small = baron[:400].copy()
+    sl.tl.gne(small, epochs=3, neighbor_weight=1.0, init="X_pca", key_added="gne_nw")
+    h = small.uns["gne_nw"]["history"]
+    assert "attraction" in h and np.isfinite(h["attraction"]).all()
+    sl.tl.gne(small, epochs=3, init="random", n_top_genes=300)
+    assert small.uns["gne"]["reconstruction"]["gene_error"].shape == (300,)
+
+
+def test_negative_binomial_on_counts():
+    counts = sl.datasets.pancreas()[:300].copy()
+    sl.tl.gne(counts, likelihood="nb", n_top_genes=200, epochs=5)
+    gen = sl.tl.generate(counts, counts.obsm["X_gne"][:5])
+    assert gen.shape == (5, 200) and (gen.X >= 0).all()
+    # expected counts at the median depth
+    depth = np.median(np.asarray(counts[:, gen.var_names].X.sum(1)).ravel())
+    np.testing.assert_allclose(gen.X.sum(1), depth, rtol=1e-3)
+    q = sl.datasets.pancreas()[300:350].copy()
+    sl.tl.project(q, counts, key="gne")
+    assert np.isfinite(q.obs["gne_novelty"]).all()
+
+
+# -- bad input ----------------------------------------------------------------------------------
+def _fails(adata, exc, match, **kwargs):
+    before = snapshot(adata)
+    with pytest.raises(exc, match=match):
+        sl.tl.gne(adata, **kwargs)
+    assert snapshot(adata) == before
+
+
+def test_bad_input_raises_before_anything_changes(pbmc):
+    _fails(pbmc, ValueError, "likelihood must be 'mse'", likelihood="poisson")
+    _fails(pbmc, ValueError, "needs raw counts", likelihood="nb")
+    _fails(pbmc, KeyError, r"'counts' not found in adata.layers", layer="counts")
+    _fails(pbmc, KeyError, r"'X_scvi' not found in adata.obsm", init="X_scvi")
+    _fails(pbmc[:10].copy(), ValueError, "needs at least 20 cells")
+    _fails(pbmc, ValueError, "noise and neighbor_weight must be >= 0", noise=-1)
+    pbmc.X[3, 5] = np.nan
+    _fails(pbmc, ValueError, r"adata.X contains 1 NaN")
+
+
+def test_grid_plots(split_gne):
+    ref, _ = split_gne
+    genes = list(ref.var_names[:2])
+    axes = sl.pl.gne_grid(ref, genes, n=8, color=LABEL, show=False)
+    assert len(axes) == 3
+    with pytest.raises(KeyError, match="not among the model's"):
+        sl.pl.gne_grid(ref, ["NOPE"], show=False)
+
+
+def test_digits_grid_shows_decoded_images():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    adata = ad.AnnData(digits.data.astype(np.float32) / 16)
+    adata.var_names = [f"px{i}" for i in range(64)]
+    adata.obs["digit"] = digits.target.astype(str)
+    sl.tl.gne(adata, epochs=20, hidden=64, n_blocks=2)
+    # measured 10-NN accuracy 0.73 after 20 epochs
+    assert knn_accuracy(adata.obsm["X_gne"], adata.obs["digit"]) > 0.65
+    axes = sl.pl.gne_grid(adata, image_shape=(8, 8), n=10, color="digit", show=False)
+    mosaic = axes[1].get_images()[0].get_array()
+    assert mosaic.shape == (80, 80)
