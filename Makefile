@@ -32,6 +32,7 @@ bench: $(VENV)/.installed-test  ## benchmarks against scanpy (slow; not run by C
 	$(PY) benchmarks/den.py --out benchmarks/results
 	$(PY) benchmarks/ardr.py --out benchmarks/results
 	$(PY) benchmarks/gne.py --out benchmarks/results
+	$(PY) benchmarks/rank_genes.py --out benchmarks/results
 
 docs: $(VENV)/.installed
 	$(PIP) install --quiet -e ".[docs]"
