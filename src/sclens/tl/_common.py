@@ -10,8 +10,16 @@ import torch
 from anndata import AnnData
 
 from .._core.data import check_key, check_not_backed
+from .._core.model import Model, ModelError
 
-__all__ = ["start_adata", "categorical_labels", "seeded", "auto_epochs", "jsonable"]
+__all__ = [
+    "start_adata",
+    "stored_model",
+    "categorical_labels",
+    "seeded",
+    "auto_epochs",
+    "jsonable",
+]
 
 
 def start_adata(adata: AnnData, func: str, copy: bool) -> AnnData:
@@ -26,6 +34,19 @@ def start_adata(adata: AnnData, func: str, copy: bool) -> AnnData:
             f"`{func}` got an empty AnnData ({adata.n_obs} cells x {adata.n_vars} genes)."
         )
     return adata.copy() if copy else adata
+
+
+def stored_model(adata: AnnData, key: str, name: str = "adata", hint: str = "") -> Model:
+    """The trained model in ``adata.uns[key]['model']``, with errors that say what to do."""
+    check_key(
+        adata.uns,
+        key,
+        f"{name}.uns",
+        hint or f"Train a map first, e.g. `sl.tl.{key}({name})`, or pass the right key.",
+    )
+    if not isinstance(adata.uns[key], dict) or "model" not in adata.uns[key]:
+        raise ModelError(f"{name}.uns[{key!r}] holds no trained model ('model' entry missing).")
+    return Model.from_uns(adata.uns[key]["model"], where=f"{name}.uns[{key!r}]['model']")
 
 
 def categorical_labels(adata: AnnData, key: str) -> tuple[np.ndarray, list[str], np.ndarray]:

@@ -15,7 +15,7 @@ from .._core.data import check_key, query_matrix
 from .._core.engine import resolve_device
 from .._core.generative import novelty, place
 from .._core.model import Model, ModelError
-from ._common import start_adata
+from ._common import start_adata, stored_model
 
 __all__ = ["project", "transfer_labels"]
 
@@ -25,12 +25,7 @@ def _reference_model(ref: AnnData | Model, key: str) -> Model:
         return ref
     if not isinstance(ref, AnnData):
         raise TypeError(f"`ref` must be an AnnData or an sclens Model, got {type(ref).__name__}.")
-    check_key(
-        ref.uns, key, "ref.uns", f"Train a map first, e.g. `sl.tl.{key}(ref)`, or pass `key=`."
-    )
-    if not isinstance(ref.uns[key], dict) or "model" not in ref.uns[key]:
-        raise ModelError(f"ref.uns[{key!r}] holds no trained model ('model' entry missing).")
-    return Model.from_uns(ref.uns[key]["model"], where=f"ref.uns[{key!r}]['model']")
+    return stored_model(ref, key, "ref")
 
 
 def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:

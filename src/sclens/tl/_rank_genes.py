@@ -23,7 +23,7 @@ from .._core.attribution import (
 from .._core.data import check_key, query_matrix
 from .._core.engine import resolve_device
 from .._core.model import Model, ModelError
-from ._common import jsonable, start_adata
+from ._common import jsonable, start_adata, stored_model
 
 __all__ = ["rank_genes", "directional_saliency"]
 
@@ -31,18 +31,12 @@ METHODS = ("shap", "saliency", "integrated_gradients")
 
 
 def _attribution_model(adata: AnnData, model_key: str) -> Model:
-    check_key(
-        adata.uns,
+    model = stored_model(
+        adata,
         model_key,
-        "adata.uns",
-        f"Train a map first (e.g. `sl.tl.{model_key}(adata)`) or pass the right `model_key`.",
+        hint="Train a map first, e.g. `sl.tl.ptsne(adata)` or `sl.tl.den(adata)`, or pass the "
+        "right `model_key`.",
     )
-    stored = adata.uns[model_key]
-    if not isinstance(stored, dict) or "model" not in stored:
-        raise ModelError(
-            f"adata.uns[{model_key!r}] holds no trained model ('model' entry missing)."
-        )
-    model = Model.from_uns(stored["model"], where=f"adata.uns[{model_key!r}]['model']")
     if "network" not in model.config:
         raise ModelError(
             f"the {model.method!r} model in adata.uns[{model_key!r}] has no network to differentiate; "
