@@ -1,6 +1,17 @@
 """Sphinx configuration: MyST pages, numpydoc docstrings, notebooks rendered (not re-executed)."""
 
+import socket
+
 import sclens
+
+
+def _online(host: str = "docs.python.org") -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
 
 project = "sclens"
 author = "sclens developers"
@@ -22,4 +33,7 @@ intersphinx_mapping = {
     "scanpy": ("https://scanpy.readthedocs.io/en/stable/", None),
     "anndata": ("https://anndata.readthedocs.io/en/stable/", None),
 }
+if not _online():  # offline builds (e.g. this project's CI machine) skip cross-project links
+    extensions.remove("sphinx.ext.intersphinx")
+    intersphinx_mapping = {}
 html_theme = "alabaster"
