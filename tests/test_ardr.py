@@ -211,3 +211,20 @@ def test_bad_input_raises_before_anything_changes(pbmc):
     _fails(pbmc, ValueError, r"obsm\['X_bad'\] contains 1 NaN", method="pca", use_rep="X_bad")
     pbmc.X[3, 5] = np.nan
     _fails(pbmc, ValueError, r"adata.X contains 1 NaN", method="umap", use_rep="X")
+
+
+def test_exact_repulsion_uses_every_cell():
+    """With all_negatives, t-SNE's normaliser is over all pairs (i, k != i), not the batch."""
+    from sclens._core.objectives import AttractionRepulsion
+
+    rng = np.random.default_rng(0)
+    Y = rng.normal(size=(40, 2)).astype(np.float32)
+    table = CoordinateTable(Y)
+    i, j = torch.tensor([0, 5, 9]), torch.tensor([1, 6, 3])
+    out = AttractionRepulsion(normalization=1.0, all_negatives=True)(table, {"i": i, "j": j})
+    d2 = ((Y[[0, 5, 9], None, :] - Y[None]) ** 2).sum(-1)
+    w = 1.0 / (1.0 + d2)
+    w[np.arange(3), [0, 5, 9]] = np.nan
+    repulsion = np.log(np.nanmean(w))
+    attraction = np.log1p(((Y[[0, 5, 9]] - Y[[1, 6, 3]]) ** 2).sum(1)).mean()
+    np.testing.assert_allclose(float(out.total), attraction + repulsion, rtol=1e-5)

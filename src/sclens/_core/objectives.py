@@ -68,6 +68,8 @@ class AttractionRepulsion:
     negative_rate: float = 5.0
     n_negatives: int = 256
     eps: float = 1e-4
+    #: repel from every row of a coordinate table (``encoder.coords``) instead of batch negatives
+    all_negatives: bool = False
 
     def kernel_log(self, d2: torch.Tensor) -> torch.Tensor:
         if self.b == 1.0:
@@ -79,14 +81,19 @@ class AttractionRepulsion:
         z = encoder(torch.cat([i, j]))
         zi, zj = z[: len(i)], z[len(i) :]
         attraction = -self.kernel_log(((zi - zj) ** 2).sum(1)).mean()
-        # negatives: every edge start against the first n_negatives edge ends of the (shuffled)
-        # batch, its own partner excluded
-        m = min(self.n_negatives, len(j))
-        d2 = pairwise_sq_dists(zi, zj[:m])
-        off = (
-            torch.arange(len(i), device=z.device)[:, None]
-            != torch.arange(m, device=z.device)[None, :]
-        )
+        if self.all_negatives:
+            # every edge start against every cell of the table but itself: exact repulsion
+            d2 = pairwise_sq_dists(zi, encoder.coords)
+            off = torch.arange(d2.shape[1], device=z.device)[None, :] != i[:, None]
+        else:
+            # negatives: every edge start against the first n_negatives edge ends of the
+            # (shuffled) batch, its own partner excluded
+            m = min(self.n_negatives, len(j))
+            d2 = pairwise_sq_dists(zi, zj[:m])
+            off = (
+                torch.arange(len(i), device=z.device)[:, None]
+                != torch.arange(m, device=z.device)[None, :]
+            )
         log_w = self.kernel_log(d2[off])
         repulsion = z.new_zeros(())
         if self.normalization > 0:

@@ -98,6 +98,7 @@ def ardr(
     min_dist: float = 0.5,
     metric: Literal["euclidean", "sqeuclidean", "cosine", "correlation"] = "euclidean",
     sampled_pairs: int | None = None,
+    exact_repulsion: bool | None = None,
     init: str | None = None,
     n_epochs: int | None = None,
     learning_rate: float | None = None,
@@ -161,6 +162,12 @@ def ardr(
         step, for large data sets: on Baron pancreas (2,142 cells), m = 512 recovers the PCA
         plane with principal-angle cosines >= 0.9998 and singular values 0.1-1% too large
         (the batch is centred on its own mean).
+    exact_repulsion
+        ``'tsne'``/``'umap'`` coordinates: repel each edge's cell from every cell (cost
+        ``n`` per edge) instead of from 256 cells of the batch. ``None``: exact up to 1,000
+        cells, where the batch estimate of t-SNE's normaliser is noisiest (pbmc68k_reduced, 700
+        cells: trustworthiness 0.921 instead of 0.912, within 0.01 of ``sc.tl.tsne``'s 0.928,
+        at about 3x the time).
     init
         Starting coordinates: ``'random'`` (small Gaussian; default for ``'pca'``/``'mds'``),
         ``'pca'`` (default for ``'tsne'``/``'umap'``), ``'spectral'`` (eigenvectors of the kNN
@@ -327,12 +334,22 @@ def ardr(
                 if parametric
                 else auto_epochs(n, batch_size, min_steps=2000, max_steps=10_000, passes=200)
             )
+        if exact_repulsion is None:
+            exact_repulsion = not parametric and n <= 1000
+        if exact_repulsion and parametric:
+            raise ValueError("exact_repulsion needs a coordinate table; use parametric=False.")
         edges = EdgeSampler(graph, batch_size)
         n_early = int(round(0.25 * n_epochs)) if early_exaggeration != 1 else 0
         phases = [("exaggeration", early_exaggeration, n_early), ("embedding", 1.0, None)]
         for phase, ex, epochs in phases:
             trainer.optimize(
-                AttractionRepulsion(normalization=float(normalization), exaggeration=ex, a=a, b=b),
+                AttractionRepulsion(
+                    normalization=float(normalization),
+                    exaggeration=ex,
+                    a=a,
+                    b=b,
+                    all_negatives=bool(exact_repulsion),
+                ),
                 edges,
                 n_epochs=n_epochs - n_early if epochs is None else epochs,
                 learning_rate=lr,
@@ -340,6 +357,7 @@ def ardr(
                 final_lr_fraction=1.0 if phase == "exaggeration" else 0.1,
             )
         params |= dict(
+            exact_repulsion=bool(exact_repulsion),
             normalization=float(normalization),
             perplexity=perplexity if method == "tsne" else None,
             n_neighbors=n_neighbors if method == "umap" else int(graph.knn_indices.shape[1]),
