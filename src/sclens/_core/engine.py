@@ -89,6 +89,15 @@ class CellSampler:
             yield {"idx": idx} if self.labels is None else {"idx": idx, "y": self.labels[idx]}
 
 
+def distributed_world() -> tuple[int, int] | None:
+    """``(rank, world_size)`` inside an initialised multi-process group, else ``None``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_rank(), dist.get_world_size()
+    return None
+
+
 def progress_enabled() -> bool:
     """Progress bars show at scanpy's default verbosity and above; ``sc.settings.verbosity = 0`` hides them."""
     return int(sc.settings.verbosity) >= 1
@@ -139,6 +148,7 @@ class Trainer:
         schedule = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: 1.0 - (1.0 - final_lr_fraction) * min(step / total_steps, 1.0)
         )
+        model = self._wrap(objective)
         self.encoder.train()
         bar = tqdm(
             range(n_epochs),
@@ -151,9 +161,9 @@ class Trainer:
             for epoch in bar:
                 sums: dict[str, float] = {}
                 n_batches = 0
-                for batch in sampler.epoch(self.generator):
+                for batch in self._shard(sampler.epoch(self.generator), len(sampler)):
                     batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                    out = objective(self.encoder, batch)
+                    out = objective(model, batch)
                     opt.zero_grad(set_to_none=True)
                     out.total.backward()
                     opt.step()
@@ -183,6 +193,42 @@ class Trainer:
             bar.close()
             self.encoder.eval()
         return self
+
+    # -- data-parallel training (torch.distributed) -----------------------------------------------
+    def _wrap(self, objective) -> nn.Module:
+        """The encoder, or under ``torchrun`` the encoder wrapped in DistributedDataParallel."""
+        if distributed_world() is None:
+            return self.encoder
+        if not getattr(objective, "distributed", False):
+            raise NotImplementedError(
+                f"{type(objective).__name__} does not support data-parallel training yet; "
+                "run this method in one process."
+            )
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = getattr(self.encoder, "network", None)
+        heads = net is not None and any(
+            getattr(net, h, None) is not None for h in ("classifier", "cluster_head")
+        )
+        # the frozen feature table is a buffer every rank already holds: never broadcast it
+        return DistributedDataParallel(
+            self.encoder, broadcast_buffers=False, find_unused_parameters=heads
+        )
+
+    @staticmethod
+    def _shard(batches: Iterable[dict], n_batches: int) -> Iterable[dict]:
+        """All batches in one process; under ``torchrun`` every rank draws the same epoch (same
+        seed) and keeps its own share, the same number on every rank."""
+        world = distributed_world()
+        if world is None:
+            yield from batches
+            return
+        rank, size = world
+        per_rank = max(1, n_batches // size)
+        keep = {(rank + size * t) % n_batches for t in range(per_rank)}
+        for b, batch in enumerate(batches):
+            if b in keep:
+                yield batch
 
     def history_arrays(self) -> dict[str, np.ndarray]:
         """The per-epoch history as columns (NaN where a phase has no such term), for ``.uns``."""

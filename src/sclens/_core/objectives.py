@@ -71,6 +71,11 @@ class AttractionRepulsion:
     #: repel from every row of a coordinate table (``encoder.coords``) instead of batch negatives
     all_negatives: bool = False
 
+    @property
+    def distributed(self) -> bool:
+        """Only ``encoder(idx)`` is called (no table access), so DistributedDataParallel applies."""
+        return not self.all_negatives
+
     def kernel_log(self, d2: torch.Tensor) -> torch.Tensor:
         if self.b == 1.0:
             return -torch.log1p(self.a * d2)
