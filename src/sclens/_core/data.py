@@ -13,6 +13,7 @@ from scanpy import logging as logg
 from scipy import sparse
 
 __all__ = [
+    "RowChunks",
     "InputLayer",
     "check_finite",
     "check_key",
@@ -27,6 +28,61 @@ __all__ = [
 def _listing(keys: Sequence[str]) -> str:
     keys = list(keys)
     return ", ".join(repr(k) for k in keys) if keys else "none"
+
+
+class RowChunks:
+    """A matrix read in row blocks: a backed AnnData's ``.X``, optionally a subset of columns.
+
+    Holds no data itself: row slices come back in memory (CSR or dense, selected columns only),
+    and the statistics and products sclens needs are accumulated block by block, so a matrix
+    larger than memory is never loaded whole.
+    """
+
+    def __init__(self, X, cols: np.ndarray | None = None, chunk_size: int = 8192):
+        self.X = X
+        self.cols = None if cols is None else np.asarray(cols)
+        self.chunk_size = int(chunk_size)
+        n_cols = X.shape[1] if cols is None else len(self.cols)
+        self.shape = (X.shape[0], n_cols)
+        self.ndim = 2
+
+    def __getitem__(self, rows):
+        if isinstance(rows, tuple):
+            raise TypeError("RowChunks supports row selection only; use select_columns().")
+        block = self.X[rows]
+        if self.cols is not None:
+            block = block[:, self.cols]
+        return block
+
+    def select_columns(self, cols: np.ndarray) -> RowChunks:
+        cols = np.asarray(cols)
+        return RowChunks(self.X, cols if self.cols is None else self.cols[cols], self.chunk_size)
+
+    def blocks(self):
+        """``(start, block)`` pairs, ``block`` as float64 CSR or ndarray."""
+        for start in range(0, self.shape[0], self.chunk_size):
+            yield start, _as_float(self[start : start + self.chunk_size])
+
+    def mean(self, squared: bool = False) -> np.ndarray:
+        total = np.zeros(self.shape[1])
+        for _, b in self.blocks():
+            b = b.multiply(b) if (squared and sparse.issparse(b)) else (b * b if squared else b)
+            total += np.asarray(b.sum(axis=0)).ravel()
+        return total / max(self.shape[0], 1)
+
+    def matmul(self, M: np.ndarray) -> np.ndarray:
+        """``X @ M``."""
+        out = np.empty((self.shape[0], M.shape[1]))
+        for start, b in self.blocks():
+            out[start : start + b.shape[0]] = np.asarray(b @ M)
+        return out
+
+    def rmatmul(self, M: np.ndarray) -> np.ndarray:
+        """``X.T @ M``."""
+        out = np.zeros((self.shape[1], M.shape[1]))
+        for start, b in self.blocks():
+            out += np.asarray(b.T @ M[start : start + b.shape[0]])
+        return out
 
 
 def check_key(mapping, key: str, where: str, hint: str = "") -> None:
@@ -70,6 +126,11 @@ def get_matrix(adata: AnnData, layer: str | None):
             raise ValueError(
                 "adata.X is empty; pass `layer=` naming a layer that holds expression."
             )
+        if getattr(adata, "isbacked", False):
+            X = RowChunks(X)
+            for _, block in X.blocks():
+                check_finite(block, what)
+            return X
     else:
         check_key(adata.layers, layer, "adata.layers")
         X = adata.layers[layer]
@@ -81,6 +142,8 @@ def get_matrix(adata: AnnData, layer: str | None):
 
 
 def _as_float(X):
+    if isinstance(X, RowChunks):
+        return X
     if sparse.issparse(X):
         X = sparse.csr_matrix(X)
         return X.astype(np.float64) if X.dtype != np.float64 else X
@@ -88,6 +151,8 @@ def _as_float(X):
 
 
 def _mean(X) -> np.ndarray:
+    if isinstance(X, RowChunks):
+        return X.mean()
     return np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
 
 
@@ -106,11 +171,14 @@ def fit_pca(
     rng = np.random.default_rng(random_state)
     k = min(n_comps + 20, g, n)
 
+    chunked = isinstance(X, RowChunks)
+
     def right(M):  # (X - 1 mean^T) @ M
-        return X @ M - mean @ M
+        return (X.matmul(M) if chunked else X @ M) - mean @ M
 
     def left(M):  # (X - 1 mean^T)^T @ M
-        return np.asarray(X.T @ M) - np.outer(mean, M.sum(axis=0))
+        XtM = X.rmatmul(M) if chunked else np.asarray(X.T @ M)
+        return XtM - np.outer(mean, M.sum(axis=0))
 
     Q, _ = np.linalg.qr(right(rng.standard_normal((g, k))))
     for _ in range(n_iter):
@@ -198,6 +266,8 @@ class InputLayer:
 
 
 def _is_integer(X) -> bool:
+    if isinstance(X, RowChunks):
+        X = X[: min(X.shape[0], 2000)]
     values = X.data if sparse.issparse(X) else np.asarray(X)
     sample = values.ravel()[:100_000]
     return bool(sample.size) and bool(np.all(np.mod(sample, 1) == 0))
@@ -277,9 +347,11 @@ def prepare_input(
     if use_rep == "X" or n_pcs == 0 or (use_rep is None and X.shape[1] <= n_pcs):
         Xf = _as_float(X)
         mean = _mean(Xf)
-        sd = np.sqrt(
-            np.maximum(_mean(Xf.multiply(Xf) if sparse.issparse(Xf) else Xf**2) - mean**2, 0)
-        )
+        if isinstance(Xf, RowChunks):
+            mean_sq = Xf.mean(squared=True)
+        else:
+            mean_sq = _mean(Xf.multiply(Xf) if sparse.issparse(Xf) else Xf**2)
+        sd = np.sqrt(np.maximum(mean_sq - mean**2, 0))
         inp = InputLayer("genes", layer, mean, None, float(sd.max() or 1.0), var_names, integer)
         return inp, inp.transform(X)
 
@@ -298,7 +370,8 @@ def prepare_input(
     # keep only genes the layer reads (scanpy stores zero loadings for non-HVGs)
     used = np.abs(loadings).sum(axis=1) > 0
     if not used.all():
-        X = X[:, np.flatnonzero(used)]
+        cols = np.flatnonzero(used)
+        X = X.select_columns(cols) if isinstance(X, RowChunks) else X[:, cols]
         mean, loadings, var_names = mean[used], loadings[used], var_names[used]
     inp = InputLayer("genes", layer, mean, loadings, 1.0, var_names, integer)
     inp.scale = float(inp.transform(X).std(axis=0).max() or 1.0)

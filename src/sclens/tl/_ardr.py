@@ -210,7 +210,7 @@ def ardr(
         ``parametric=True``: the trained model, read by :func:`sclens.tl.project`.
     """
     # -- validate everything before anything is computed or written ----------------------------
-    adata = start_adata(adata, "ardr", copy)
+    adata = start_adata(adata, "ardr", copy, backed_ok=True)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     graph_method = method in ("tsne", "umap")

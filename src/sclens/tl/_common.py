@@ -22,13 +22,23 @@ __all__ = [
 ]
 
 
-def start_adata(adata: AnnData, func: str, copy: bool) -> AnnData:
-    """Validate the object itself; return the AnnData to write into (a copy if asked)."""
+def start_adata(adata: AnnData, func: str, copy: bool, *, backed_ok: bool = False) -> AnnData:
+    """Validate the object itself; return the AnnData to write into (a copy if asked).
+
+    ``backed_ok``: the function streams ``.X`` of a backed AnnData in row blocks (results are
+    written into the in-memory ``.obsm``/``.uns``; ``write_h5ad`` them to keep them).
+    """
     if not isinstance(adata, AnnData):
         raise TypeError(
             f"`{func}` expects an AnnData as first argument, got {type(adata).__name__}."
         )
-    check_not_backed(adata, func)
+    if not backed_ok:
+        check_not_backed(adata, func)
+    elif getattr(adata, "isbacked", False) and copy:
+        raise ValueError(
+            f"`{func}(..., copy=True)` needs an in-memory AnnData; with a backed one, write the "
+            "results into it (copy=False) and save them with `adata.write_h5ad(...)`."
+        )
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ValueError(
             f"`{func}` got an empty AnnData ({adata.n_obs} cells x {adata.n_vars} genes)."

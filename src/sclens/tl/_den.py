@@ -111,7 +111,7 @@ def den(
         ``params`` (settings and the chosen ``n_clusters``), ``spectrum`` (Laplacian eigenvalues,
         threshold, K), ``model``, ``history``.
     """
-    adata = start_adata(adata, "den", copy)
+    adata = start_adata(adata, "den", copy, backed_ok=True)
     start = logg.info("computing differentiating embedding network (DEN)")
     if n_components < 1:
         raise ValueError(f"n_components must be >= 1, got {n_components}.")

@@ -101,7 +101,7 @@ def ptsne(
     ``adata.uns['ptsne']['history']``
         Loss per epoch and phase.
     """
-    adata = start_adata(adata, "ptsne", copy)
+    adata = start_adata(adata, "ptsne", copy, backed_ok=True)
     start = logg.info("computing parametric t-SNE")
     if perplexity <= 0:
         raise ValueError(f"perplexity must be positive, got {perplexity}.")

@@ -1,0 +1,66 @@
+"""Backed AnnData: `.X` streamed in row blocks, never loaded whole; same model as in memory."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+import scanpy as sc
+from conftest import snapshot, trust
+from sklearn.metrics import adjusted_rand_score
+
+import sclens as sl
+from sclens._core.data import RowChunks, fit_pca
+from sclens._core.model import Model
+
+
+@pytest.fixture(scope="module")
+def on_disk(tmp_path_factory):
+    """5,000 cells (above the 4,096 of the pynndescent pin) x 1,500 genes, log-normalised, CSR."""
+    adata = sl.datasets.synthetic_counts(5000, 1500, 6, n_markers=40, fold_change=8, random_state=2)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    path = tmp_path_factory.mktemp("backed") / "cells.h5ad"
+    adata.write_h5ad(path)
+    return adata, path
+
+
+def test_streamed_pca_equals_in_memory_pca(on_disk):
+    adata, path = on_disk
+    backed = ad.read_h5ad(path, backed="r")
+    chunks = RowChunks(backed.X, chunk_size=700)  # blocks that do not divide n
+    m1, c1 = fit_pca(adata.X, 20)
+    m2, c2 = fit_pca(chunks, 20)
+    np.testing.assert_allclose(m1, m2, atol=1e-12)
+    np.testing.assert_allclose(c1, c2, atol=1e-9)
+
+
+def test_ptsne_and_den_train_on_a_backed_anndata(on_disk):
+    adata, path = on_disk
+    memory = adata.copy()
+    sl.tl.ptsne(memory, epochs=30, random_state=0)
+    backed = ad.read_h5ad(path, backed="r")
+    sl.tl.ptsne(backed, epochs=30, random_state=0)
+    a = Model.from_uns(memory.uns["ptsne"]["model"]).input_layer
+    b = Model.from_uns(backed.uns["ptsne"]["model"]).input_layer
+    np.testing.assert_allclose(np.abs(a.loadings), np.abs(b.loadings), atol=1e-9)
+    pcs = a.transform(adata.X)
+    t_mem, t_backed = trust(pcs, memory.obsm["X_ptsne"]), trust(pcs, backed.obsm["X_ptsne"])
+    assert abs(t_mem - t_backed) <= 0.01, (t_mem, t_backed)
+    # the backed model projects in-memory cells like the in-memory one
+    out = sl.tl.project(adata[:500].copy(), Model.from_uns(backed.uns["ptsne"]["model"]), copy=True)
+    np.testing.assert_allclose(out.obsm["X_ptsne"], backed.obsm["X_ptsne"][:500], atol=1e-4)
+    sl.tl.den(backed, epochs=15, n_clusters=6, random_state=0)
+    agreement = adjusted_rand_score(adata.obs["group"], backed.obs["den"])
+    assert backed.obsm["X_den"].shape == (5000, 2) and agreement > 0.5, agreement
+
+
+def test_backed_input_errors(on_disk):
+    _, path = on_disk
+    backed = ad.read_h5ad(path, backed="r")
+    before = snapshot(backed)
+    with pytest.raises(ValueError, match="copy=True\\)` needs an in-memory AnnData"):
+        sl.tl.ptsne(backed, copy=True)
+    with pytest.raises(ValueError, match="needs the AnnData in memory"):
+        sl.tl.gne(backed)
+    assert snapshot(backed) == before
