@@ -50,13 +50,14 @@ def test_missing_keys_list_what_exists(pbmc):
     )
 
 
-def test_backed_anndata_is_refused(pbmc, tmp_path):
+def test_backed_anndata_is_refused_where_it_is_not_streamed(pbmc, tmp_path):
     pbmc.write_h5ad(tmp_path / "a.h5ad")
     import anndata as ad
 
     backed = ad.read_h5ad(tmp_path / "a.h5ad", backed="r")
+    sl.tl.ptsne(pbmc, epochs=2)
     with pytest.raises(ValueError, match=r"backed .* adata.to_memory\(\)"):
-        sl.tl.ptsne(backed)
+        sl.tl.project(backed, pbmc)
 
 
 def test_corrupted_model_in_reference(pbmc):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scanpy import logging as logg
+from tqdm import tqdm
 
 from .._core.attribution import (
     Targets,
@@ -21,7 +22,7 @@ from .._core.attribution import (
     integrated_gradients,
 )
 from .._core.data import check_key, query_matrix
-from .._core.engine import resolve_device
+from .._core.engine import progress_enabled, resolve_device
 from .._core.model import Model, ModelError
 from ._common import jsonable, start_adata, stored_model
 
@@ -275,7 +276,13 @@ def rank_genes(
     head = targets.head(net).to(dev)
 
     scores, store = [], {}
-    for g, (name, m, r) in enumerate(zip(names, masks, ref_masks, strict=True)):
+    groups_bar = tqdm(
+        list(enumerate(zip(names, masks, ref_masks, strict=True))),
+        desc=f"rank_genes ({method})",
+        disable=not progress_enabled(),
+        leave=False,
+    )
+    for g, (name, m, r) in groups_bar:
         cells = np.flatnonzero(m)
         if n_cells is not None and len(cells) > n_cells:
             cells = np.sort(rng.choice(cells, n_cells, replace=False))
