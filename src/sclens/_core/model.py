@@ -73,18 +73,7 @@ class Model:
             cfg.get("n_classes", 0),
             cfg.get("n_clusters", 0),
         )
-        state = {
-            k[4:]: torch.as_tensor(np.asarray(v))
-            for k, v in self.arrays.items()
-            if k.startswith("net.")
-        }
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise ModelError(
-                f"the stored {self.method!r} network does not match its config: {e}"
-            ) from None
-        return net.to(device).eval()
+        return self._load_weights(net, "net.", "network").to(device).eval()
 
     @classmethod
     def with_decoder(
@@ -110,18 +99,22 @@ class Model:
             raise ModelError(
                 f"the stored {self.method!r} decoder config is unreadable ({e!r})."
             ) from None
+        return self._load_weights(dec, "dec.", "decoder").to(device).eval()
+
+    def _load_weights(self, module: torch.nn.Module, prefix: str, what: str) -> torch.nn.Module:
+        """Fill ``module`` from the arrays named ``prefix + parameter``; ModelError on mismatch."""
         state = {
-            k[4:]: torch.as_tensor(np.asarray(v))
+            k[len(prefix) :]: torch.as_tensor(np.asarray(v))
             for k, v in self.arrays.items()
-            if k.startswith("dec.")
+            if k.startswith(prefix)
         }
         try:
-            dec.load_state_dict(state, strict=True)
+            module.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise ModelError(
-                f"the stored {self.method!r} decoder does not match its config: {e}"
+                f"the stored {self.method!r} {what} does not match its config: {e}"
             ) from None
-        return dec.to(device).eval()
+        return module
 
     def transform(self, X, device: str | torch.device = "cpu") -> np.ndarray:
         """Coordinates of an input matrix already aligned to :attr:`input_layer`."""

@@ -8,7 +8,7 @@ import scanpy as sc
 from anndata import AnnData
 
 from .._core.data import check_key
-from ._utils import finish
+from ._utils import finish, scatter_by_category
 
 __all__ = ["ptsne", "history", "projection"]
 
@@ -63,20 +63,7 @@ def projection(
         ax.scatter(Q[:, 0], Q[:, 1], s=6, c="tab:red", linewidths=0, label="query", rasterized=True)
         ax.legend(frameon=False, markerscale=3)
     else:
-        check_key(adata.obs, color, "adata.obs")
-        col = adata.obs[color].astype("category")
-        cmap = plt.get_cmap("tab20")
-        for c, cat in enumerate(col.cat.categories):
-            m = (col == cat).to_numpy()
-            ax.scatter(
-                Q[m, 0],
-                Q[m, 1],
-                s=6,
-                color=cmap(c % 20),
-                linewidths=0,
-                label=str(cat),
-                rasterized=True,
-            )
+        scatter_by_category(ax, Q, adata, color, s=6)
         ax.legend(
             frameon=False, markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5)
         )

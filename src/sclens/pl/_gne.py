@@ -10,7 +10,7 @@ from anndata import AnnData
 
 from .._core.data import check_key
 from ..tl._gne import generate
-from ._utils import finish
+from ._utils import finish, scatter_by_category
 
 __all__ = ["gne_grid"]
 
@@ -88,12 +88,7 @@ def gne_grid(
     if color is None:
         ax.scatter(Y[:, 0], Y[:, 1], s=3, c="0.4", linewidths=0, rasterized=True)
     else:
-        check_key(adata.obs, color, "adata.obs")
-        col = adata.obs[color].astype("category")
-        cmap = plt.get_cmap("tab20")
-        for c, cat in enumerate(col.cat.categories):
-            m = (col == cat).to_numpy()
-            ax.scatter(Y[m, 0], Y[m, 1], s=3, color=cmap(c % 20), linewidths=0, label=str(cat))
+        scatter_by_category(ax, Y, adata, color, s=3)
         ax.legend(frameon=False, markerscale=3, fontsize=6, loc="best")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])

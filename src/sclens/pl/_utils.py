@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import scanpy as sc
+from anndata import AnnData
+
+from .._core.data import check_key
 
 
 def finish(ax: plt.Axes, show: bool | None):
@@ -12,3 +16,15 @@ def finish(ax: plt.Axes, show: bool | None):
         plt.show()
         return None
     return ax
+
+
+def scatter_by_category(ax: plt.Axes, Y: np.ndarray, adata: AnnData, color: str, s: float) -> None:
+    """Scatter ``Y`` one colour (tab20) per category of ``adata.obs[color]``, labelled."""
+    check_key(adata.obs, color, "adata.obs")
+    col = adata.obs[color].astype("category")
+    cmap = plt.get_cmap("tab20")
+    for c, cat in enumerate(col.cat.categories):
+        m = (col == cat).to_numpy()
+        ax.scatter(
+            Y[m, 0], Y[m, 1], s=s, color=cmap(c % 20), linewidths=0, label=str(cat), rasterized=True
+        )
