@@ -55,6 +55,28 @@ def test_ptsne_and_den_train_on_a_backed_anndata(on_disk):
     assert backed.obsm["X_den"].shape == (5000, 2) and agreement > 0.5, agreement
 
 
+def test_synthetic_atlas_is_written_chunk_by_chunk(tmp_path):
+    path = sl.datasets.write_synthetic_h5ad(
+        tmp_path / "atlas.h5ad", 2500, 300, 4, chunk_size=1000, random_state=3
+    )
+    backed = ad.read_h5ad(path, backed="r")
+    assert backed.shape == (2500, 300) and backed.obs_names[-1] == "cell2499"
+    X = backed.X[:]
+    assert X.format == "csr" and X.nnz > 0
+    # log-normalised to 10,000 counts per cell, chunks drawn independently (no repeated cells)
+    np.testing.assert_allclose(np.expm1(X).sum(axis=1), 1e4, rtol=1e-3)
+    assert (X[:1000] != X[1000:2000]).nnz > 0
+    assert set(backed.obs["group"].cat.categories) == {"0", "1", "2", "3"}
+    pca = sc.pp.pca(backed.to_memory(), n_comps=5, copy=True).obsm["X_pca"]
+    assert adjusted_rand_score(backed.obs["group"], _kmeans(pca, 4)) > 0.9
+
+
+def _kmeans(X, k):
+    from sklearn.cluster import KMeans
+
+    return KMeans(k, n_init=4, random_state=0).fit_predict(X)
+
+
 def test_backed_input_errors(on_disk):
     _, path = on_disk
     backed = ad.read_h5ad(path, backed="r")

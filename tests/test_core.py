@@ -53,9 +53,21 @@ def test_pynndescent_knn_is_accurate_above_4096_cells(monkeypatch):
     X = (centers[rng.integers(0, 10, 5000)] + rng.normal(size=(5000, 10))).astype(np.float32)
     exact, _ = knn(X, 10)
     monkeypatch.setattr(graph, "EXACT_KNN_MAX_CELLS", 0)
-    approx, _ = graph.knn(X, 10, random_state=0)
+    approx, dist = graph.knn(X, 10, random_state=0)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx, strict=True)])
     assert recall > 0.9
+    assert (approx != np.arange(len(X))[:, None]).all()  # self dropped
+    assert (np.diff(dist, axis=1) >= 0).all()
+
+
+def test_affinities_in_row_blocks_equal_one_block(blobs, monkeypatch):
+    import sclens._core.graph as graph
+
+    _, dist = knn(blobs, 15)
+    whole = (perplexity_affinities(dist, 5.0), umap_affinities(dist))
+    monkeypatch.setattr(graph, "ROW_BLOCK", 7)  # blocks that do not divide n
+    np.testing.assert_array_equal(whole[0], graph.perplexity_affinities(dist, 5.0))
+    np.testing.assert_array_equal(whole[1], graph.umap_affinities(dist))
 
 
 def test_tsne_graph_is_symmetric_and_normalised(blobs):

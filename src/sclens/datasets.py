@@ -9,7 +9,41 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-__all__ = ["synthetic_counts", "pancreas"]
+__all__ = ["synthetic_counts", "write_synthetic_h5ad", "pancreas"]
+
+
+def _synthetic_model(n_genes, n_groups, n_markers, n_down, fold_change, rng):
+    """Per-group gene proportions with planted up/down markers: (means, marker_of, direction, genes)."""
+    per_group = n_markers + n_down
+    if n_groups * per_group > n_genes:
+        raise ValueError(f"{n_groups} groups x {per_group} markers do not fit in {n_genes} genes.")
+    base = rng.lognormal(mean=-1.0, sigma=1.2, size=n_genes)
+    base /= base.sum()
+    means = np.tile(base, (n_groups, 1))
+    marker_of = np.full(n_genes, "", dtype=object)
+    direction = np.full(n_genes, "", dtype=object)
+    genes = rng.permutation(n_genes)[: n_groups * per_group].reshape(n_groups, per_group)
+    for g in range(n_groups):
+        up, down = genes[g, :n_markers], genes[g, n_markers:]
+        # markers need enough baseline expression to be detectable
+        means[:, up] = np.maximum(means[:, up], np.median(base))
+        means[g, up] *= fold_change
+        means[:, down] = np.maximum(means[:, down], 2 * np.median(base))
+        means[g, down] /= fold_change
+        marker_of[genes[g]] = str(g)
+        direction[up], direction[down] = "up", "down"
+    means /= means.sum(1, keepdims=True)
+    return means, marker_of, direction, genes
+
+
+def _sample_cells(means, n_cells, depth, dispersion, rng):
+    """Negative-binomial counts (CSR float32) and group codes of ``n_cells`` cells."""
+    group = rng.integers(0, len(means), size=n_cells)
+    size = depth * rng.lognormal(0, 0.3, size=n_cells)
+    mu = means[group] * size[:, None]
+    r = 1.0 / dispersion
+    counts = rng.poisson(rng.gamma(r, mu / r)).astype(np.float32)
+    return sparse.csr_matrix(counts), group
 
 
 def synthetic_counts(
@@ -37,47 +71,77 @@ def synthetic_counts(
     genes); ``uns['markers'][group]`` lists up-regulated markers first.
     """
     rng = np.random.default_rng(random_state)
-    per_group = n_markers + n_down
-    if n_groups * per_group > n_genes:
-        raise ValueError(f"{n_groups} groups x {per_group} markers do not fit in {n_genes} genes.")
-    base = rng.lognormal(mean=-1.0, sigma=1.2, size=n_genes)
-    base /= base.sum()
-    means = np.tile(base, (n_groups, 1))
-    marker_of = np.full(n_genes, "", dtype=object)
-    direction = np.full(n_genes, "", dtype=object)
-    genes = rng.permutation(n_genes)[: n_groups * per_group].reshape(n_groups, per_group)
-    for g in range(n_groups):
-        up, down = genes[g, :n_markers], genes[g, n_markers:]
-        # markers need enough baseline expression to be detectable
-        means[:, up] = np.maximum(means[:, up], np.median(base))
-        means[g, up] *= fold_change
-        means[:, down] = np.maximum(means[:, down], 2 * np.median(base))
-        means[g, down] /= fold_change
-        marker_of[genes[g]] = str(g)
-        direction[up], direction[down] = "up", "down"
-    means /= means.sum(1, keepdims=True)
-    group = rng.integers(0, n_groups, size=n_cells)
-    size = depth * rng.lognormal(0, 0.3, size=n_cells)
-    mu = means[group] * size[:, None]
-    r = 1.0 / dispersion
-    counts = rng.poisson(rng.gamma(r, mu / r)).astype(np.float32)
+    means, marker_of, direction, genes = _synthetic_model(
+        n_genes, n_groups, n_markers, n_down, fold_change, rng
+    )
+    X, group = _sample_cells(means, n_cells, depth, dispersion, rng)
     names = [f"gene{i}" for i in range(n_genes)]
     adata = AnnData(
-        sparse.csr_matrix(counts),
-        obs=pd.DataFrame(
-            {
-                "group": pd.Categorical(
-                    [str(g) for g in group], categories=[str(g) for g in range(n_groups)]
-                )
-            },
-            index=[f"cell{i}" for i in range(n_cells)],
-        ),
+        X,
+        obs=_group_frame(group, n_groups, 0),
         var=pd.DataFrame(
             {"marker_of": marker_of.astype(str), "direction": direction.astype(str)}, index=names
         ),
     )
     adata.uns["markers"] = {str(g): [names[i] for i in genes[g]] for g in range(n_groups)}
     return adata
+
+
+def _group_frame(group: np.ndarray, n_groups: int, offset: int) -> pd.DataFrame:
+    cats = [str(g) for g in range(n_groups)]
+    return pd.DataFrame(
+        {"group": pd.Categorical([str(g) for g in group], categories=cats)},
+        index=[f"cell{i}" for i in range(offset, offset + len(group))],
+    )
+
+
+def write_synthetic_h5ad(
+    path: str | Path,
+    n_cells: int,
+    n_genes: int = 2000,
+    n_groups: int = 12,
+    *,
+    chunk_size: int = 50_000,
+    log_normalize: bool = True,
+    depth: float = 1500.0,
+    random_state: int = 0,
+) -> Path:
+    """Write :func:`synthetic_counts`-style cells straight to an ``.h5ad``, chunk by chunk.
+
+    For data sets larger than memory: each chunk of ``chunk_size`` cells is drawn from the same
+    groups (one model, ``random_state``), optionally normalised to 10,000 counts and ``log1p``-ed,
+    and appended to a CSR ``.X`` on disk, so memory stays at one chunk. Open the result with
+    ``anndata.read_h5ad(path, backed='r')``.
+    """
+    import h5py
+    from anndata.io import sparse_dataset, write_elem
+
+    path = Path(path)
+    means, _, _, _ = _synthetic_model(
+        n_genes, n_groups, 10, 5, 4.0, np.random.default_rng(random_state)
+    )
+    groups = []
+    with h5py.File(path, "w") as f:
+        f.attrs["encoding-type"] = "anndata"
+        f.attrs["encoding-version"] = "0.1.0"
+        for c, start in enumerate(range(0, n_cells, chunk_size)):
+            rng = np.random.default_rng([random_state, c])
+            X, group = _sample_cells(means, min(chunk_size, n_cells - start), depth, 0.3, rng)
+            if log_normalize:
+                scale = 1e4 / np.maximum(np.asarray(X.sum(axis=1)).ravel(), 1)
+                X = sparse.diags(scale.astype(np.float32)) @ X
+                np.log1p(X.data, out=X.data)
+            groups.append(group)
+            if c == 0:
+                write_elem(f, "X", X)
+            else:
+                sparse_dataset(f["X"]).append(X)
+        group = np.concatenate(groups)
+        write_elem(f, "obs", _group_frame(group, n_groups, 0))
+        write_elem(f, "var", pd.DataFrame(index=[f"gene{i}" for i in range(n_genes)]))
+        for key in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
+            write_elem(f, key, {})
+    return path
 
 
 def pancreas(path: str | Path | None = None) -> AnnData:

@@ -70,18 +70,11 @@ class RowChunks:
             total += np.asarray(b.sum(axis=0)).ravel()
         return total / max(self.shape[0], 1)
 
-    def matmul(self, M: np.ndarray) -> np.ndarray:
-        """``X @ M``."""
-        out = np.empty((self.shape[0], M.shape[1]))
-        for start, b in self.blocks():
-            out[start : start + b.shape[0]] = np.asarray(b @ M)
-        return out
-
-    def rmatmul(self, M: np.ndarray) -> np.ndarray:
-        """``X.T @ M``."""
-        out = np.zeros((self.shape[1], M.shape[1]))
-        for start, b in self.blocks():
-            out += np.asarray(b.T @ M[start : start + b.shape[0]])
+    def gram_matmul(self, W: np.ndarray) -> np.ndarray:
+        """``X.T @ (X @ W)`` in one pass over the rows."""
+        out = np.zeros((self.shape[1], W.shape[1]))
+        for _, b in self.blocks():
+            out += np.asarray(b.T @ np.asarray(b @ W))
         return out
 
 
@@ -157,9 +150,14 @@ def _mean(X) -> np.ndarray:
 
 
 def fit_pca(
-    X, n_comps: int, *, random_state: int = 0, n_iter: int = 6
+    X, n_comps: int, *, random_state: int = 0, n_iter: int = 7
 ) -> tuple[np.ndarray, np.ndarray]:
     """Randomised PCA with implicit centring (sparse input is never densified).
+
+    Subspace iteration on the covariance: each iteration is *one* pass over the rows,
+    accumulating ``X^T (X W)`` block by block, so a backed matrix is read ``n_iter + 1`` times and
+    nothing of size ``n_obs x k`` is ever held. The basis is orthonormalised after every pass
+    (float64), and the components come from a Rayleigh-Ritz step on the final basis.
 
     Returns ``(mean, components)`` with ``components`` of shape ``(n_vars, n_comps)``;
     the sign of each component is fixed so that its largest loading is positive.
@@ -171,22 +169,16 @@ def fit_pca(
     rng = np.random.default_rng(random_state)
     k = min(n_comps + 20, g, n)
 
-    chunked = isinstance(X, RowChunks)
+    def covariance_times(W):  # (X - 1 mean^T)^T (X - 1 mean^T) @ W, one pass over X
+        XtXW = X.gram_matmul(W) if isinstance(X, RowChunks) else np.asarray(X.T @ (X @ W))
+        return XtXW - n * np.outer(mean, mean @ W)
 
-    def right(M):  # (X - 1 mean^T) @ M
-        return (X.matmul(M) if chunked else X @ M) - mean @ M
-
-    def left(M):  # (X - 1 mean^T)^T @ M
-        XtM = X.rmatmul(M) if chunked else np.asarray(X.T @ M)
-        return XtM - np.outer(mean, M.sum(axis=0))
-
-    Q, _ = np.linalg.qr(right(rng.standard_normal((g, k))))
+    W, _ = np.linalg.qr(rng.standard_normal((g, k)))
     for _ in range(n_iter):
-        W, _ = np.linalg.qr(left(Q))
-        Q, _ = np.linalg.qr(right(W))
-    B = left(Q).T  # k x g
-    _, _, vt = np.linalg.svd(B, full_matrices=False)
-    comps = vt[:n_comps].T
+        W, _ = np.linalg.qr(covariance_times(W))
+    CW = covariance_times(W)
+    evals, evecs = np.linalg.eigh(W.T @ CW)  # Rayleigh-Ritz: k x k
+    comps = W @ evecs[:, np.argsort(evals)[::-1][:n_comps]]
     signs = np.sign(comps[np.abs(comps).argmax(axis=0), np.arange(n_comps)])
     signs[signs == 0] = 1
     return mean, comps * signs

@@ -59,7 +59,7 @@ class EdgeSampler:
         i = torch.where(flip, self.cols[e], self.rows[e])
         j = torch.where(flip, self.rows[e], self.cols[e])
         for s in range(0, len(e), self.batch_size):
-            yield {"i": i[s : s + self.batch_size], "j": j[s : s + self.batch_size]}
+            yield {"i": i[s : s + self.batch_size].long(), "j": j[s : s + self.batch_size].long()}
 
 
 class CellSampler:

@@ -58,10 +58,11 @@ def knn(X: np.ndarray, k: int, *, random_state: int = 0) -> tuple[np.ndarray, np
         verbose=False,
     )
     ind, d = index.neighbor_graph
-    # drop self (normally the first column); keep k others
-    keep = ind != np.arange(n)[:, None]
-    ind = np.stack([row[m][:k] for row, m in zip(ind, keep, strict=True)])
-    d = np.stack([row[m][:k] for row, m in zip(d, keep, strict=True)])
+    # drop self (normally the first column) and keep k others: a stable sort of the "is self"
+    # flags moves the other neighbours, in their order, to the front of every row
+    order = np.argsort(ind == np.arange(n)[:, None], axis=1, kind="stable")[:, :k]
+    ind = np.take_along_axis(ind, order, axis=1)
+    d = np.take_along_axis(d, order, axis=1)
     return ind.astype(np.int64), d.astype(np.float32)
 
 
@@ -112,43 +113,62 @@ def _row_normalised_sq(dist: np.ndarray) -> np.ndarray:
     return d2 / (d2.mean(axis=1, keepdims=True) + 1e-12)
 
 
+ROW_BLOCK = 65_536
+
+
+def _in_row_blocks(fn, dist: np.ndarray) -> np.ndarray:
+    """``fn`` applied to blocks of rows (its float64 temporaries stay a block's size)."""
+    out = np.empty(dist.shape, dtype=np.float32)
+    for s in range(0, dist.shape[0], ROW_BLOCK):
+        out[s : s + ROW_BLOCK] = fn(dist[s : s + ROW_BLOCK])
+    return out
+
+
 def perplexity_affinities(dist: np.ndarray, perplexity: float) -> np.ndarray:
     """Conditional t-SNE affinities p_{j|i} on a kNN graph, each row at the given perplexity.
 
     Shifting and rescaling a row's squared distances changes only its precision beta, so the
     calibration runs on normalised distances, where exp() can neither overflow nor vanish.
     """
-    d2 = _row_normalised_sq(dist)
     target = np.log(min(perplexity, dist.shape[1]))
 
-    def entropy(log_beta):
-        beta = np.exp(log_beta)[:, None]
-        p = np.exp(-beta * d2)
-        z = p.sum(1)  # >= 1: the nearest neighbour has d2 = 0
-        return np.log(z) + (beta[:, 0] * (p * d2).sum(1)) / z  # H = log Z + beta <d2>
+    def block(dist):
+        d2 = _row_normalised_sq(dist)
 
-    n = d2.shape[0]
-    # entropy falls as beta grows: bisect -entropy upwards
-    log_beta = _bisect(lambda b: -entropy(b), -target, np.full(n, -20.0), np.full(n, 20.0), 80)
-    p = np.exp(-np.exp(log_beta)[:, None] * d2)
-    return (p / p.sum(1, keepdims=True)).astype(np.float32)
+        def entropy(log_beta):
+            beta = np.exp(log_beta)[:, None]
+            p = np.exp(-beta * d2)
+            z = p.sum(1)  # >= 1: the nearest neighbour has d2 = 0
+            return np.log(z) + (beta[:, 0] * (p * d2).sum(1)) / z  # H = log Z + beta <d2>
+
+        n = d2.shape[0]
+        # entropy falls as beta grows: bisect -entropy upwards
+        log_beta = _bisect(lambda b: -entropy(b), -target, np.full(n, -20.0), np.full(n, 20.0), 80)
+        p = np.exp(-np.exp(log_beta)[:, None] * d2)
+        return p / p.sum(1, keepdims=True)
+
+    return _in_row_blocks(block, dist)
 
 
 def umap_affinities(dist: np.ndarray) -> np.ndarray:
     """UMAP fuzzy memberships exp(-(d - rho)/sigma), each row summing to log2(k)."""
-    d = dist.astype(np.float64)
-    excess = d - d.min(axis=1, keepdims=True)
-    excess = excess / (excess.mean(axis=1, keepdims=True) + 1e-12)
-    target = np.log2(d.shape[1])
-    n = d.shape[0]
-    log_sigma = _bisect(
-        lambda s: np.exp(-excess / np.exp(s)[:, None]).sum(1),
-        target,
-        np.full(n, -20.0),
-        np.full(n, 20.0),
-        80,
-    )
-    return np.exp(-excess / np.exp(log_sigma)[:, None]).astype(np.float32)
+    target = np.log2(dist.shape[1])
+
+    def block(dist):
+        d = dist.astype(np.float64)
+        excess = d - d.min(axis=1, keepdims=True)
+        excess = excess / (excess.mean(axis=1, keepdims=True) + 1e-12)
+        n = d.shape[0]
+        log_sigma = _bisect(
+            lambda s: np.exp(-excess / np.exp(s)[:, None]).sum(1),
+            target,
+            np.full(n, -20.0),
+            np.full(n, 20.0),
+            80,
+        )
+        return np.exp(-excess / np.exp(log_sigma)[:, None])
+
+    return _in_row_blocks(block, dist)
 
 
 @dataclass
@@ -169,7 +189,12 @@ class Graph:
 
 def _symmetrize(idx: np.ndarray, w: np.ndarray, mode: str) -> sparse.csr_matrix:
     n, k = idx.shape
-    W = sparse.csr_matrix((w.ravel(), (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n))
+    # built directly as CSR (k entries per row): no n*k row-index array
+    W = sparse.csr_matrix(
+        (w.ravel(), idx.ravel().astype(np.int32), np.arange(0, n * k + 1, k, dtype=np.int64)),
+        shape=(n, n),
+    )
+    W.sum_duplicates()
     if mode == "tsne":
         return (W + W.T) / 2
     # UMAP fuzzy union: a + b - ab
@@ -205,10 +230,11 @@ def neighbor_graph(
     W = sparse.triu(_symmetrize(idx, w, affinity), k=1).tocoo()
     weights = W.data.astype(np.float64)
     logg.info("    finished", time=start)
+    # int32 cell indices (n < 2**31): half the memory of the edge list at a million cells
     return Graph(
         n=X.shape[0],
-        rows=W.row.astype(np.int64),
-        cols=W.col.astype(np.int64),
+        rows=W.row.astype(np.int32, copy=False),
+        cols=W.col.astype(np.int32, copy=False),
         weights=weights / weights.sum(),
         knn_indices=idx,
         knn_distances=dist,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Literal
 
@@ -100,6 +101,9 @@ def ptsne(
         :func:`sclens.save_model` read it.
     ``adata.uns['ptsne']['history']``
         Loss per epoch and phase.
+    ``adata.uns['ptsne']['timings']``
+        Wall-clock seconds of each stage: ``input`` (PCA layer and features), ``graph`` (kNN
+        and affinities), ``training`` and ``transform`` (coordinates of all cells).
     """
     adata = start_adata(adata, "ptsne", copy, backed_ok=True)
     start = logg.info("computing parametric t-SNE")
@@ -114,9 +118,12 @@ def ptsne(
     codes = classes = None
     if labels is not None:
         codes, classes, labelled = categorical_labels(adata, labels)
+    clock = time.perf_counter()
+    timings = {}
     inp, features = prepare_input(
         adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state
     )
+    graph_start = time.perf_counter()
     graph = neighbor_graph(
         features,
         affinity="tsne",
@@ -126,6 +133,7 @@ def ptsne(
         n_pcs=n_pcs,
         random_state=random_state,
     )
+    timings["input"], timings["graph"] = graph_start - clock, time.perf_counter() - graph_start
     if epochs is None:
         epochs = auto_epochs(adata.n_obs, batch_size)
 
@@ -172,6 +180,7 @@ def ptsne(
     )
 
     network = network.cpu().eval()
+    timings["training"] = time.perf_counter() - graph_start - timings["graph"]
     params = jsonable(
         dict(
             n_components=n_components,
@@ -195,12 +204,15 @@ def ptsne(
         )
     )
     model = Model.from_parts("ptsne", inp, network, classes=classes)
+    clock = time.perf_counter()
     coords = network.transform(features)
+    timings["transform"] = time.perf_counter() - clock
     adata.obsm[f"X_{key_added}"] = coords
     adata.uns[key_added] = {
         "params": params,
         "model": model.to_uns(),
         "history": trainer.history_arrays(),
+        "timings": timings,
     }
     logg.info(
         "    finished",
