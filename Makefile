@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 
-.PHONY: demo test bench docs lint format clean
+.PHONY: demo test bench bench-scale docs lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(VENV)/.installed-test  ## benchmarks against scanpy (slow; not run by C
 	$(PY) benchmarks/ardr.py --out benchmarks/results
 	$(PY) benchmarks/gne.py --out benchmarks/results
 	$(PY) benchmarks/rank_genes.py --out benchmarks/results
+
+bench-scale: $(VENV)/.installed-test  ## 100k / 300k / 1M cells backed on disk (about an hour, ~10 GB of disk)
+	$(PIP) install --quiet -e ".[bench]"
+	$(PY) benchmarks/scale.py --out benchmarks/results
 
 docs: $(VENV)/.installed
 	$(PIP) install --quiet -e ".[docs]"

@@ -153,7 +153,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--sizes", default="100000,300000,1000000")
-    p.add_argument("--compare-at", type=int, default=None, help="size for memory/umap runs")
+    p.add_argument(
+        "--compare-at", type=int, default=None, help="size for memory/umap runs (0: none)"
+    )
     p.add_argument("--worker", nargs=3, metavar=("PATH", "MODE", "OUT"))
     args = p.parse_args()
     if args.worker:
@@ -162,7 +164,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
-    compare = args.compare_at or min(sizes)
+    compare = min(sizes) if args.compare_at is None else args.compare_at
     rows = []
     for n in sizes:
         path = data_path(n)
@@ -182,6 +184,16 @@ def main() -> None:
             coords.with_suffix(".json").unlink()
     for f in out.glob("scale_*_*.npz"):
         f.unlink()
+    # rows of (size, run) pairs not run this time are kept from the previous results
+    previous = out / "scale.json"
+    if previous.exists():
+        done = {(r["n"], r["mode"]) for r in rows}
+        kept = [
+            r for r in json.loads(previous.read_text())["rows"] if (r["n"], r["mode"]) not in done
+        ]
+        rows = sorted(
+            kept + rows, key=lambda r: (r["n"], ["backed", "memory", "umap"].index(r["mode"]))
+        )
     meta = {"threads": os.environ.get("OMP_NUM_THREADS", "all"), "rows": rows}
     (out / "scale.json").write_text(json.dumps(meta, indent=1))
     (out / "scale.md").write_text(table(rows))

@@ -58,8 +58,11 @@ def knn(X: np.ndarray, k: int, *, random_state: int = 0) -> tuple[np.ndarray, np
         verbose=False,
     )
     ind, d = index.neighbor_graph
-    # drop self (normally the first column) and keep k others: a stable sort of the "is self"
-    # flags moves the other neighbours, in their order, to the front of every row
+    del index  # its own copy of the graph and its search trees
+    if (ind[:, 0] == np.arange(n)).all():  # the usual case: self comes first
+        return ind[:, 1:].astype(np.int64), d[:, 1:].astype(np.float32)
+    # else drop self wherever it is and keep k others: a stable sort of the "is self" flags
+    # moves the other neighbours, in their order, to the front of every row
     order = np.argsort(ind == np.arange(n)[:, None], axis=1, kind="stable")[:, :k]
     ind = np.take_along_axis(ind, order, axis=1)
     d = np.take_along_axis(d, order, axis=1)
