@@ -3,11 +3,15 @@
 A new cell has no coordinate. :func:`place` decodes candidate positions (stored reference
 positions) once, starts each cell from the ``n_starts`` candidates whose decoded profiles are
 closest to it, optimises all starts at once with Adam through the one training loop (decoder
-frozen, full batch, no noise), and keeps each cell's best optimum. The error left there measures
-how well the map explains the cell; :func:`novelty` compares it with the reference's errors.
+frozen, full batch, no noise), and keeps each cell's best optimum. What the map cannot explain
+there is scored gene by gene: :func:`excess` sums how far each gene's error exceeds the 99th
+percentile of that gene's error among the reference cells (:func:`gene_thresholds`), and
+:func:`novelty` compares that sum with the reference cells' own.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -17,7 +21,10 @@ from .engine import CellSampler, Trainer
 from .networks import CoordinateTable, Decoder, GenerativeMap
 from .objectives import Reconstruction, cell_error
 
-__all__ = ["place", "novelty", "dense_chunk"]
+__all__ = ["place", "gene_errors", "gene_thresholds", "excess", "novelty", "dense_chunk"]
+
+#: a gene's error counts as unexplained above this quantile of its errors among reference cells
+NOVELTY_QUANTILE = 0.99
 
 
 def dense_chunk(X, start: int, stop: int) -> np.ndarray:
@@ -112,12 +119,53 @@ def place(
     return coords, errors
 
 
-def novelty(errors: np.ndarray, reference_errors: np.ndarray) -> np.ndarray:
-    """z-score of ``log(error)`` against the reference cells' ``log(error)``.
+@torch.no_grad()
+def gene_errors(
+    decoder: Decoder, X, coords: np.ndarray, chunk_size: int = 2048
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Per-gene errors (:func:`cell_error`, ``reduce=False``) of ``X`` decoded at ``coords``.
 
-    0 is a typical reference cell; 2 is an error exceeded by about 2% of reference cells if their
-    log-errors are Gaussian. High values mean the map explains the cell worse than its own cells.
+    Yields ``(start, errors)`` chunk by chunk, ``errors`` of shape ``(chunk, n_genes)``: squared
+    residuals (mse) or negative-binomial negative log-likelihoods (nb).
     """
-    ref = np.log(np.maximum(np.asarray(reference_errors, dtype=np.float64), 1e-12))
+    decoder = decoder.eval()
+    device = next(decoder.parameters()).device
+    likelihood = decoder.config["likelihood"]
+    for s in range(0, X.shape[0], chunk_size):
+        x = torch.as_tensor(dense_chunk(X, s, s + chunk_size), device=device)
+        z = torch.as_tensor(coords[s : s + chunk_size], dtype=torch.float32, device=device)
+        e = cell_error(decoder(z), x, likelihood, decoder.log_theta, reduce=False)
+        yield s, e.double().cpu().numpy()
+
+
+def gene_thresholds(errors: np.ndarray, quantile: float = NOVELTY_QUANTILE) -> np.ndarray:
+    """Each gene's ``quantile`` of ``errors`` (reference cells x genes, :func:`gene_errors`)."""
+    return np.quantile(errors, quantile, axis=0)
+
+
+def excess(decoder: Decoder, X, coords: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """``sum_g max(e_g - t_g, 0)`` per cell: error beyond what reference cells show, gene by gene.
+
+    ``e_g`` is the cell's error on gene g at ``coords`` (:func:`gene_errors`), ``t_g`` the gene's
+    threshold (:func:`gene_thresholds`). A mean over all genes dilutes a few marker genes that the
+    map cannot produce; this sum keeps them, and ignores genes whose error is ordinary.
+    """
+    out = np.empty(X.shape[0], dtype=np.float64)
+    for s, e in gene_errors(decoder, X, coords):
+        out[s : s + len(e)] = np.maximum(e - thresholds[None, :], 0.0).sum(1)
+    return out
+
+
+def novelty(scores: np.ndarray, reference_scores: np.ndarray) -> np.ndarray:
+    """z-score of ``log(score + floor)`` against the reference cells' ``log(score + floor)``.
+
+    ``scores`` are :func:`excess` values; ``floor`` is 0.001 times the reference's median, so that
+    cells with no excess at all stay finite. 0 is a typical reference cell; 2 is exceeded by about
+    2% of reference cells if their log-scores are Gaussian. High values mean the map explains the
+    cell worse than its own cells.
+    """
+    reference_scores = np.asarray(reference_scores, dtype=np.float64)
+    floor = 1e-3 * float(np.median(reference_scores)) + 1e-12
+    ref = np.log(reference_scores + floor)
     mu, sd = ref.mean(), ref.std() + 1e-12
-    return (np.log(np.maximum(errors, 1e-12)) - mu) / sd
+    return (np.log(np.asarray(scores, dtype=np.float64) + floor) - mu) / sd
