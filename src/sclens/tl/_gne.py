@@ -290,7 +290,8 @@ def gne(
     encoder: the map is non-parametric, and the decoder makes it generative
     (:func:`sclens.tl.generate`, :func:`sclens.pl.gne_grid`). New cells are placed by optimising
     their coordinates against the frozen decoder (:func:`sclens.tl.project`), which also scores
-    how novel they are (errors beyond what the reference's own cells show, gene by gene).
+    how novel they are (errors beyond what the reference's own cells show, gene by gene and where
+    the cell lies).
 
     Parameters
     ----------
@@ -416,8 +417,8 @@ def gne(
     decoder = decoder.cpu().eval()
     cell_err, gene_err = reconstruction_errors(decoder, coords, X)
 
-    # what projection needs without the AnnData: starting positions and the reference's errors
-    # and, for novelty, each gene's 99th-percentile error and the excess over it (generative.excess)
+    # what projection needs without the AnnData: starting positions, and for novelty the reference's
+    # errors (generative.local_error), each gene's 99th-percentile error and the excess over it
     rng = np.random.default_rng(random_state)
     sub = np.sort(rng.choice(len(X), size=min(N_REFERENCE, len(X)), replace=False))
     thresholds = gene_thresholds(

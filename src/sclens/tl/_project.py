@@ -30,7 +30,7 @@ def _reference_model(ref: AnnData | Model, key: str) -> Model:
 
 def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:
     """GNE projection: multi-start optimisation against the frozen decoder, and novelty."""
-    for k in ("ref.coords", "ref.gene_threshold", "ref.excess"):
+    for k in ("ref.coords", "ref.error", "ref.gene_threshold", "ref.excess"):
         if k not in model.arrays:
             raise ModelError(
                 f"the GNE model has no {k!r} array (reference positions and error thresholds); "
@@ -38,7 +38,7 @@ def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:
             )
     settings = model.config.get("projection", {})
     decoder = model.decoder(device)
-    coords, _ = place(
+    coords, errors = place(
         decoder,
         X,
         np.asarray(model.arrays["ref.coords"], dtype=np.float32),
@@ -47,8 +47,17 @@ def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:
         learning_rate=float(settings.get("learning_rate", 0.1)),
         device=device,
     )
-    thresholds = np.asarray(model.arrays["ref.gene_threshold"], dtype=np.float64)
-    return coords, novelty(excess(decoder, X, coords, thresholds), model.arrays["ref.excess"])
+    a = model.arrays
+    thresholds = np.asarray(a["ref.gene_threshold"], dtype=np.float64)
+    score = novelty(
+        excess(decoder, X, coords, thresholds),
+        errors,
+        coords,
+        a["ref.excess"],
+        a["ref.error"],
+        a["ref.coords"],
+    )
+    return coords, score
 
 
 def transfer_labels(
@@ -88,7 +97,7 @@ def project(
     encoder, each query cell is placed by optimisation with the decoder frozen: it starts at the
     best few of the reference positions stored in the model (those whose decoded profiles are
     closest to it), each start is optimised with Adam, and the best optimum is kept. The
-    per-gene errors left there give ``obs['gne_novelty']``.
+    errors left there give ``obs['gne_novelty']``.
 
     The query's genes are aligned to the model's by name: reordered, extra genes ignored, missing
     genes set to zero with a warning that says how many; fewer than half shared raises an error.
@@ -121,11 +130,13 @@ def project(
     ``adata.obs[key]``, ``adata.obsm[key + '_proba']``
         For models with a cluster head (``den``): predicted clusters and their probabilities.
     ``adata.obs[key + '_novelty']``
-        For GNE maps: at the cell's optimum, each gene's error beyond the 99th percentile of that
-        gene's error among the reference cells (at their own optimum), summed over genes; as a
-        z-score of its log against the reference cells' own. High means "this cell is unlike
-        anything in the map" (above ~2-3 is unusual); a few marker genes the map cannot produce
-        are enough, where a mean over all genes would dilute them.
+        For GNE maps, two terms at the cell's optimum, each a z-score against the reference
+        cells' own (measured at their own optimum), added and z-scored again: each gene's error
+        beyond the 99th percentile of that gene's error among the reference cells, summed over
+        genes (a few marker genes the map cannot produce are enough, where a mean over all genes
+        would dilute them), in log; and the log mean error minus that of the 50 nearest
+        reference cells. High means "this cell is unlike anything in the map" (above ~2-3 is
+        unusual).
     ``adata.obs[col]``, ``adata.obs[col + '_confidence']``
         For each ``transfer`` column: the transferred label and the fraction of (distance-weighted)
         neighbour votes it received.
