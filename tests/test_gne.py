@@ -62,6 +62,41 @@ def test_training_noise_comes_from_the_given_generator():
     assert a == float(Reconstruction(targets)(table, {"idx": torch.arange(4)}).total.detach())
 
 
+def test_excess_counts_only_errors_above_each_genes_threshold():
+    from sclens._core.generative import (
+        excess,
+        gene_errors,
+        gene_thresholds,
+        local_error,
+        novelty,
+    )
+
+    dec = Decoder(2, 3, 8, 1)
+    z = np.zeros((2, 2), np.float32)
+    out = dec.decode(z)
+    # cell 0 reproduces the decoded profile; cell 1 misses gene 2 by 3 (squared error 9)
+    X = out + np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 3.0]], np.float32)
+    errors = np.concatenate([e for _, e in gene_errors(dec, X, z)])
+    np.testing.assert_allclose(errors, [[0, 0, 0], [0, 0, 9]], atol=1e-5)
+    np.testing.assert_allclose(excess(dec, X, z, np.array([1.0, 1.0, 4.0])), [0, 5], atol=1e-4)
+    ref = np.random.default_rng(0).random((500, 3)) ** 2
+    assert gene_thresholds(ref).shape == (3,)
+    np.testing.assert_allclose(gene_thresholds(ref), np.quantile(ref, 0.99, axis=0))
+    # local: a cell's log-error against its nearest reference cells' (itself left out)
+    coords = np.c_[np.arange(100.0), np.zeros(100)]
+    errors = np.ones(100)
+    errors[50] = np.e**2
+    loc = local_error(errors, coords, errors, coords, leave_out_self=True)
+    assert loc[50] == pytest.approx(2.0) and loc[0] < 0
+    rng = np.random.default_rng(1)
+    scores, errors, coords = rng.lognormal(size=500), rng.lognormal(size=500), rng.random((500, 2))
+    typical = novelty(scores[:50], errors[:50], coords[:50], scores, errors, coords)
+    assert abs(np.median(typical)) < 1
+    # explained 100 times worse than the reference cells, with 100 times their excess
+    far = novelty(scores[:1] * 100, errors[:1] * 100, coords[:1], scores, errors, coords)
+    assert far[0] > 3
+
+
 # -- behaviour on Baron -------------------------------------------------------------------------
 def test_gne_reconstructs_as_well_as_an_autoencoder(baron):
     """Same decoder, same epochs and batch size; the autoencoder has a 2-D bottleneck.
@@ -138,19 +173,21 @@ def test_generate_decodes_the_map(split_gne):
         sl.tl.generate(ref, np.zeros((3, 3)))
 
 
-def test_novelty_flags_a_left_out_cell_type(_baron):
-    """Measured AUROC: ductal 0.94, acinar 0.91; endocrine types are not flagged (alpha 0.65,
-    beta 0.50, delta 0.48): the 2-D decoder explains them from their endocrine neighbours."""
+@pytest.mark.parametrize(("left_out", "floor"), [("ductal", 0.9), ("beta", 0.68), ("alpha", 0.78)])
+def test_novelty_flags_a_left_out_cell_type(_baron, left_out, floor):
+    """Measured AUROC (30 epochs): ductal 0.94, beta 0.74, alpha 0.83; the earlier score (z-score
+    of the log mean error) gave 0.94, 0.50 and 0.65: a left-out beta cell is explained from its
+    endocrine neighbours on most genes, and only the excess on a few (insulin) flags it."""
     adata = _baron
     truth = adata.obs[LABEL].astype(str).to_numpy()
     test = np.random.default_rng(1).random(adata.n_obs) < 0.2
-    novel = truth == "ductal"
+    novel = truth == left_out
     ref = adata[~novel & ~test].copy()
     query = adata[novel | test].copy()
     sl.tl.gne(ref, epochs=30, random_state=0)
     sl.tl.project(query, ref, key="gne")
     auroc = roc_auc_score(novel[novel | test], query.obs["gne_novelty"])
-    assert auroc >= 0.8, auroc
+    assert auroc >= floor, auroc
 
 
 def test_same_seed_same_map(baron):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -12,12 +13,12 @@ from scanpy import logging as logg
 from scipy import sparse
 
 from .._core.data import InputLayer, _is_integer, check_key, fit_pca, get_matrix
-from .._core.engine import CellSampler, Trainer
-from .._core.generative import place
+from .._core.engine import Callback, CellSampler, Trainer
+from .._core.generative import excess, gene_errors, gene_thresholds, place
 from .._core.graph import knn
 from .._core.model import Model
 from .._core.networks import CoordinateTable, Decoder, GenerativeMap, IndexedNetwork, Network
-from .._core.objectives import NeighborAttraction, Reconstruction, Sum, cell_error
+from .._core.objectives import NeighborAttraction, Reconstruction, Sum
 from ._common import jsonable, seeded, start_adata
 from ._docs import doc_params, doc_run
 
@@ -163,6 +164,7 @@ def fit_generative(
     neighbor_weight: float = 0.0,
     device: str = "auto",
     random_state: int = 0,
+    callbacks: Sequence[Callback] = (),
 ) -> Trainer:
     """Train an encoder + decoder on reconstruction: GNE (coordinate table) or an autoencoder."""
     trainer = Trainer(model, device=device, random_state=random_state)
@@ -187,26 +189,22 @@ def fit_generative(
         learning_rate=learning_rate,
         phase="reconstruction",
         parameters=groups,
+        callbacks=callbacks,
         final_lr_fraction=FINAL_LR_FRACTION,
     )
     return trainer
 
 
-@torch.no_grad()
 def reconstruction_errors(
-    decoder: Decoder, coords: np.ndarray, X: np.ndarray, chunk_size: int = 4096
+    decoder: Decoder, coords: np.ndarray, X: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-cell and per-gene errors (:func:`cell_error`) of the decoded coordinates, no noise."""
     decoder = decoder.cpu().eval()
-    lik = decoder.config["likelihood"]
-    per_cell, gene_sum = [], np.zeros(X.shape[1])
-    for s in range(0, len(X), chunk_size):
-        out = decoder(torch.as_tensor(coords[s : s + chunk_size]))
-        x = torch.as_tensor(X[s : s + chunk_size])
-        e = cell_error(out, x, lik, decoder.log_theta, reduce=False).double()
-        per_cell.append(e.mean(1).numpy())
-        gene_sum += e.sum(0).numpy()
-    return np.concatenate(per_cell), gene_sum / len(X)
+    per_cell, gene_sum = np.empty(len(X)), np.zeros(X.shape[1])
+    for s, e in gene_errors(decoder, X, coords):
+        per_cell[s : s + len(e)] = e.mean(1)
+        gene_sum += e.sum(0)
+    return per_cell, gene_sum / len(X)
 
 
 def fit_autoencoder(
@@ -222,10 +220,12 @@ def fit_autoencoder(
     learning_rate: float = 1e-3,
     device: str = "auto",
     random_state: int = 0,
+    callbacks: Sequence[Callback] = (),
 ) -> tuple[np.ndarray, float, float]:
     """Baseline: an MLP encoder to ``n_components`` + the same decoder, trained the same way.
 
     Returns the coordinates, the final reconstruction error (as GNE reports it) and seconds.
+    ``callbacks`` are passed to :meth:`Trainer.optimize` (called with the encoder + decoder).
     """
     import time
 
@@ -248,6 +248,7 @@ def fit_autoencoder(
         coord_learning_rate=learning_rate,
         device=device,
         random_state=random_state,
+        callbacks=callbacks,
     )
     net = net.cpu().eval()
     coords = net.transform(features)
@@ -289,7 +290,8 @@ def gne(
     encoder: the map is non-parametric, and the decoder makes it generative
     (:func:`sclens.tl.generate`, :func:`sclens.pl.gne_grid`). New cells are placed by optimising
     their coordinates against the frozen decoder (:func:`sclens.tl.project`), which also scores
-    how novel they are.
+    how novel they are (errors beyond what the reference's own cells show, gene by gene and where
+    the cell lies).
 
     Parameters
     ----------
@@ -340,8 +342,9 @@ def gne(
         The settings used.
     ``adata.uns['gne']['model']``
         Decoder weights and config, genes, and for projection up to 2,000 reference positions
-        with their reconstruction errors; :func:`sclens.tl.project`, :func:`sclens.tl.generate`
-        and :func:`sclens.save_model` read it.
+        with their reconstruction errors, each gene's 99th-percentile error among them and their
+        excess over those (the novelty baseline); :func:`sclens.tl.project`,
+        :func:`sclens.tl.generate` and :func:`sclens.save_model` read it.
     ``adata.uns['gne']['history']``
         Loss per epoch.
     ``adata.uns['gne']['reconstruction']``
@@ -414,14 +417,24 @@ def gne(
     decoder = decoder.cpu().eval()
     cell_err, gene_err = reconstruction_errors(decoder, coords, X)
 
-    # what projection needs without the AnnData: starting positions and the reference's errors
+    # what projection needs without the AnnData: starting positions, and for novelty the reference's
+    # errors (generative.local_error), each gene's 99th-percentile error and the excess over it
     rng = np.random.default_rng(random_state)
     sub = np.sort(rng.choice(len(X), size=min(N_REFERENCE, len(X)), replace=False))
+    thresholds = gene_thresholds(
+        np.concatenate([e for _, e in gene_errors(decoder, X[sub], coords[sub])])
+    )
+    arrays = {
+        "ref.coords": coords[sub],
+        "ref.error": cell_err[sub],
+        "ref.gene_threshold": thresholds,
+        "ref.excess": excess(decoder, X[sub], coords[sub], thresholds),
+    }
     stored = Model.with_decoder(
         "gne",
         inp,
         decoder,
-        {"ref.coords": coords[sub], "ref.error": cell_err[sub]},
+        arrays,
         projection=projection,
         library_size=float(np.median(X.sum(1))) if likelihood == "nb" else None,
     )

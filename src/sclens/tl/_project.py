@@ -13,7 +13,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from .._core.data import check_key, query_matrix
 from .._core.engine import resolve_device
-from .._core.generative import novelty, place
+from .._core.generative import excess, novelty, place
 from .._core.model import Model, ModelError
 from ._common import start_adata, stored_model
 
@@ -30,12 +30,16 @@ def _reference_model(ref: AnnData | Model, key: str) -> Model:
 
 def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:
     """GNE projection: multi-start optimisation against the frozen decoder, and novelty."""
-    for k in ("ref.coords", "ref.error"):
+    for k in ("ref.coords", "ref.error", "ref.gene_threshold", "ref.excess"):
         if k not in model.arrays:
-            raise ModelError(f"the GNE model has no {k!r} array (reference positions/errors).")
+            raise ModelError(
+                f"the GNE model has no {k!r} array (reference positions and error thresholds); "
+                "it was made by an older sclens: run `sl.tl.gne` on the reference again."
+            )
     settings = model.config.get("projection", {})
+    decoder = model.decoder(device)
     coords, errors = place(
-        model.decoder(device),
+        decoder,
         X,
         np.asarray(model.arrays["ref.coords"], dtype=np.float32),
         n_starts=int(settings.get("n_starts", 4)),
@@ -43,7 +47,17 @@ def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:
         learning_rate=float(settings.get("learning_rate", 0.1)),
         device=device,
     )
-    return coords, novelty(errors, model.arrays["ref.error"])
+    a = model.arrays
+    thresholds = np.asarray(a["ref.gene_threshold"], dtype=np.float64)
+    score = novelty(
+        excess(decoder, X, coords, thresholds),
+        errors,
+        coords,
+        a["ref.excess"],
+        a["ref.error"],
+        a["ref.coords"],
+    )
+    return coords, score
 
 
 def transfer_labels(
@@ -83,7 +97,7 @@ def project(
     encoder, each query cell is placed by optimisation with the decoder frozen: it starts at the
     best few of the reference positions stored in the model (those whose decoded profiles are
     closest to it), each start is optimised with Adam, and the best optimum is kept. The
-    reconstruction error left there gives ``obs['gne_novelty']``.
+    errors left there give ``obs['gne_novelty']``.
 
     The query's genes are aligned to the model's by name: reordered, extra genes ignored, missing
     genes set to zero with a warning that says how many; fewer than half shared raises an error.
@@ -116,9 +130,13 @@ def project(
     ``adata.obs[key]``, ``adata.obsm[key + '_proba']``
         For models with a cluster head (``den``): predicted clusters and their probabilities.
     ``adata.obs[key + '_novelty']``
-        For GNE maps: ``log`` of the cell's reconstruction error at its optimum, as a z-score
-        against the reference cells' log-errors (measured the same way, at their own optimum);
-        high means "this cell is unlike anything in the map" (above ~2-3 is unusual).
+        For GNE maps, two terms at the cell's optimum, each a z-score against the reference
+        cells' own (measured at their own optimum), added and z-scored again: each gene's error
+        beyond the 99th percentile of that gene's error among the reference cells, summed over
+        genes (a few marker genes the map cannot produce are enough, where a mean over all genes
+        would dilute them), in log; and the log mean error minus that of the 50 nearest
+        reference cells. High means "this cell is unlike anything in the map" (above ~2-3 is
+        unusual).
     ``adata.obs[col]``, ``adata.obs[col + '_confidence']``
         For each ``transfer`` column: the transferred label and the fraction of (distance-weighted)
         neighbour votes it received.
