@@ -44,7 +44,7 @@ def spectral_clusters(
     n_clusters: int | None = None,
     threshold: float = 0.005,
     max_clusters: int = 40,
-    scale_neighbors: int = 15,
+    scale_neighbors: int = 10,
     n_landmarks: int = 2000,
     random_state: int = 0,
 ) -> SpectralResult:
@@ -112,7 +112,7 @@ def merge_clusters(
         np.fill_diagonal(C, 0)
         C[~alive] = C[:, ~alive] = 0
         a, b = np.unravel_index(np.argmax(C), C.shape)
-        if C[a, b] < threshold:
+        if a == b or C[a, b] < threshold:
             break
         merges.append((int(a), int(b), float(C[a, b])))
         E[a] += E[b]

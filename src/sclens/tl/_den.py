@@ -62,11 +62,14 @@ def den(
     output axes.
 
     Clusters: on the trained map, a Gaussian affinity whose local width is the distance to
-    the 15th neighbour on the map (times ``resolution``) gives a graph Laplacian; its eigenvalues
+    the 10th neighbour on the map (times ``resolution``) gives a graph Laplacian; its eigenvalues
     below ``eigen_threshold`` count the clusters K (unless ``n_clusters`` is given). k-means with
-    K centres on the map gives pseudo-labels; a cluster head on the map learns them
-    (class-weighted) and then network and head are fine-tuned together, so any cell, new ones
-    included, gets a cluster.
+    K centres on the map gives pseudo-labels. The map tends to cut large populations into
+    pieces, and where it cuts changes from one training to the next; so (with automatic K)
+    clusters that stay connected in the 30-nearest-neighbour graph of the input features are
+    joined (see ``merge_threshold``), which lowers K. A cluster head on the map learns the
+    pseudo-labels (class-weighted) and then network and head are fine-tuned together, so any
+    cell, new ones included, gets a cluster.
 
     Parameters
     ----------
@@ -115,8 +118,9 @@ def den(
     ``adata.obsm['den_proba']``
         Cluster probabilities, column ``r`` for cluster ``'r'``.
     ``adata.uns['den']``
-        ``params`` (settings and the chosen ``n_clusters``), ``spectrum`` (Laplacian eigenvalues,
-        threshold, K), ``model``, ``history``.
+        ``params`` (settings and the final ``n_clusters``), ``spectrum`` (Laplacian eigenvalues,
+        threshold, K counted from them, and ``merges``: one row ``(a, b, connectivity)`` per
+        join), ``model``, ``history``.
     """
     adata = start_adata(adata, "den", copy, backed_ok=True)
     start = logg.info("computing differentiating embedding network (DEN)")
