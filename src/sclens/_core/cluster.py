@@ -9,7 +9,7 @@ from scipy import sparse
 from scipy.linalg import eigh
 from scipy.sparse.csgraph import laplacian
 
-__all__ = ["mutual_near_pairs", "SpectralResult", "spectral_clusters"]
+__all__ = ["mutual_near_pairs", "SpectralResult", "spectral_clusters", "merge_clusters"]
 
 
 def mutual_near_pairs(idx: np.ndarray) -> np.ndarray:
@@ -44,7 +44,7 @@ def spectral_clusters(
     n_clusters: int | None = None,
     threshold: float = 0.005,
     max_clusters: int = 40,
-    scale_neighbors: int = 15,
+    scale_neighbors: int = 10,
     n_landmarks: int = 2000,
     random_state: int = 0,
 ) -> SpectralResult:
@@ -80,3 +80,44 @@ def spectral_clusters(
         else np.zeros(len(Zl), dtype=int)
     )
     return SpectralResult(K, evals, threshold, landmarks, labels)
+
+
+def merge_clusters(
+    idx: np.ndarray, labels: np.ndarray, threshold: float
+) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
+    """Join clusters that the feature kNN graph ``idx`` keeps connected.
+
+    With ``e_ab`` the number of (symmetrised) kNN edges between clusters a and b and ``vol_a``
+    the number of edge ends in a, the connectivity is ``e_ab / max(vol_a, vol_b)``: the share of
+    the larger cluster's edges that lead into the other. The most connected pair is joined while
+    that share is at least ``threshold``. Two pieces of one population cut apart on the map share
+    many edges; a small distinct group attached to a big one does not, whatever its own share.
+
+    Returns labels ``0..K'-1`` and the merges
+    as ``(a, b, connectivity)`` in terms of the input labels.
+    """
+    n, k = idx.shape
+    rows = np.repeat(np.arange(n), k)
+    A = sparse.csr_matrix((np.ones(n * k), (rows, idx.ravel())), shape=(n, n))
+    A = ((A + A.T) > 0).astype(np.float64)
+    labels = np.asarray(labels)
+    group = np.arange(labels.max() + 1)  # input label -> current group (an input label)
+    G = sparse.csr_matrix((np.ones(n), (np.arange(n), labels)), shape=(n, len(group)))
+    E = (G.T @ A @ G).toarray()
+    alive = np.bincount(labels, minlength=len(group)) > 0
+    merges = []
+    while alive.sum() > 1:
+        vol = E.sum(1)
+        C = E / np.maximum(np.maximum(vol[:, None], vol[None, :]), 1)
+        np.fill_diagonal(C, 0)
+        C[~alive] = C[:, ~alive] = 0
+        a, b = np.unravel_index(np.argmax(C), C.shape)
+        if a == b or C[a, b] < threshold:
+            break
+        merges.append((int(a), int(b), float(C[a, b])))
+        E[a] += E[b]
+        E[:, a] += E[:, b]
+        E[b] = E[:, b] = 0
+        alive[b] = False
+        group[group == b] = a
+    return np.unique(group[labels], return_inverse=True)[1], merges

@@ -17,7 +17,8 @@ def den_spectrum(
 ):
     """Laplacian eigenvalues of the DEN map, the near-zero threshold, and the chosen K.
 
-    Each eigenvalue below the threshold counts one group of cells that the map keeps apart.
+    Each eigenvalue below the threshold counts one group of cells that the map keeps apart; the
+    legend also gives the number of clusters left after merging connected ones.
     """
     check_key(adata.uns, key, "adata.uns", "Run `sl.tl.den(adata)` first.")
     check_key(adata.uns[key], "spectrum", f"adata.uns[{key!r}]")
@@ -27,7 +28,9 @@ def den_spectrum(
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
     x = np.arange(1, len(ev) + 1)
     ax.plot(x, ev, "o-", ms=3, color="0.4")
-    ax.plot(x[:K], ev[:K], "o", ms=5, color="tab:red", label=f"K = {K}")
+    final = int(adata.uns[key].get("params", {}).get("n_clusters", K))
+    merged = f", {final} after merging" if final != K else ""
+    ax.plot(x[:K], ev[:K], "o", ms=5, color="tab:red", label=f"K = {K}{merged}")
     ax.axhline(th, ls="--", color="tab:blue", lw=1, label=f"threshold {th:g}")
     ax.set_yscale("symlog", linthresh=max(th / 10, 1e-6))
     ax.set_ylim(bottom=0)

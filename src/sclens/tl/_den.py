@@ -12,7 +12,7 @@ from anndata import AnnData
 from scanpy import logging as logg
 from sklearn.neighbors import NearestNeighbors
 
-from .._core.cluster import mutual_near_pairs, spectral_clusters
+from .._core.cluster import merge_clusters, mutual_near_pairs, spectral_clusters
 from .._core.data import prepare_input
 from .._core.engine import CellSampler, PairSampler, Trainer
 from .._core.graph import knn, knn_from_scanpy
@@ -23,6 +23,8 @@ from ._common import auto_epochs, jsonable, seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
 
 __all__ = ["den"]
+
+MERGE_NEIGHBORS = 30  # neighbours per cell in the feature graph that decides merges
 
 
 @doc_params(doc_input=doc_input, doc_run=doc_run)
@@ -37,6 +39,7 @@ def den(
     n_clusters: int | None = None,
     resolution: float = 1.0,
     eigen_threshold: float = 0.005,
+    merge_threshold: float | None = 0.06,
     max_clusters: int = 40,
     hidden: Sequence[int] = (256, 256, 256),
     epochs: int | None = None,
@@ -59,11 +62,14 @@ def den(
     output axes.
 
     Clusters: on the trained map, a Gaussian affinity whose local width is the distance to
-    the 15th neighbour on the map (times ``resolution``) gives a graph Laplacian; its eigenvalues
+    the 10th neighbour on the map (times ``resolution``) gives a graph Laplacian; its eigenvalues
     below ``eigen_threshold`` count the clusters K (unless ``n_clusters`` is given). k-means with
-    K centres on the map gives pseudo-labels; a cluster head on the map learns them
-    (class-weighted) and then network and head are fine-tuned together, so any cell, new ones
-    included, gets a cluster.
+    K centres on the map gives pseudo-labels. The map tends to cut large populations into
+    pieces, and where it cuts changes from one training to the next; so (with automatic K)
+    clusters that stay connected in the 30-nearest-neighbour graph of the input features are
+    joined (see ``merge_threshold``), which lowers K. A cluster head on the map learns the
+    pseudo-labels (class-weighted) and then network and head are fine-tuned together, so any
+    cell, new ones included, gets a cluster.
 
     Parameters
     ----------
@@ -81,6 +87,10 @@ def den(
         smaller values split them (more clusters).
     eigen_threshold
         Eigenvalues of the normalised Laplacian below this count as "near zero".
+    merge_threshold
+        With automatic K, clusters whose connection in the feature kNN graph (the share of the
+        larger cluster's edges that lead into the other) is at least this are joined, most
+        connected first; ``None``: no merging.
     max_clusters
         Upper bound on the automatic K.
     hidden
@@ -108,8 +118,9 @@ def den(
     ``adata.obsm['den_proba']``
         Cluster probabilities, column ``r`` for cluster ``'r'``.
     ``adata.uns['den']``
-        ``params`` (settings and the chosen ``n_clusters``), ``spectrum`` (Laplacian eigenvalues,
-        threshold, K), ``model``, ``history``.
+        ``params`` (settings and the final ``n_clusters``), ``spectrum`` (Laplacian eigenvalues,
+        threshold, K counted from them, and ``merges``: one row ``(a, b, connectivity)`` per
+        join), ``model``, ``history``.
     """
     adata = start_adata(adata, "den", copy, backed_ok=True)
     start = logg.info("computing differentiating embedding network (DEN)")
@@ -152,9 +163,13 @@ def den(
         max_clusters=max_clusters,
         random_state=random_state,
     )
-    K = spec.n_clusters
     nearest = NearestNeighbors(n_neighbors=1).fit(Z[spec.landmarks])
     pseudo = spec.labels[nearest.kneighbors(Z, return_distance=False)[:, 0]]
+    merges = []
+    if n_clusters is None and merge_threshold:
+        graph, _ = knn(features, min(MERGE_NEIGHBORS, adata.n_obs - 1), random_state=random_state)
+        pseudo, merges = merge_clusters(graph, pseudo, merge_threshold)
+    K = int(pseudo.max()) + 1
     counts = np.bincount(pseudo, minlength=K).astype(np.float32)
     weights = torch.as_tensor(counts.sum() / (K * np.maximum(counts, 1)))
     with seeded(random_state + 1):
@@ -196,6 +211,7 @@ def den(
             n_clusters_auto=n_clusters is None,
             resolution=resolution,
             eigen_threshold=eigen_threshold,
+            merge_threshold=merge_threshold,
             hidden=hidden,
             epochs=epochs,
             finetune_epochs=finetune_epochs,
@@ -217,7 +233,8 @@ def den(
         "spectrum": {
             "eigenvalues": spec.eigenvalues,
             "threshold": spec.threshold,
-            "n_clusters": K,
+            "n_clusters": spec.n_clusters,
+            "merges": np.array(merges, dtype=np.float64).reshape(-1, 3),
         },
         "model": model.to_uns(),
         "history": trainer.history_arrays(),
