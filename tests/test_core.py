@@ -60,23 +60,6 @@ def test_pynndescent_knn_is_accurate_above_4096_cells(monkeypatch):
     assert (np.diff(dist, axis=1) >= 0).all()
 
 
-@pytest.mark.parametrize("mode", ["tsne", "umap"])
-def test_symmetric_edges_equal_the_sparse_matrix_formula(mode):
-    from sclens._core.graph import _symmetric_edges
-
-    rng = np.random.default_rng(0)
-    n, k = 400, 12
-    idx = np.stack([rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)])
-    w = rng.random((n, k)).astype(np.float32)
-    W = sparse.csr_matrix((w.ravel(), (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n))
-    S = (W + W.T) / 2 if mode == "tsne" else W + W.T - W.multiply(W.T)
-    upper = sparse.triu(S, k=1).tocoo()
-    rows, cols, weights = _symmetric_edges(idx, w, mode)
-    np.testing.assert_array_equal(rows, upper.row)
-    np.testing.assert_array_equal(cols, upper.col)
-    np.testing.assert_allclose(weights, upper.data, atol=1e-6)
-
-
 def test_affinities_in_row_blocks_equal_one_block(blobs, monkeypatch):
     import sclens._core.graph as graph
 

@@ -190,34 +190,19 @@ class Graph:
         return (W + W.T).tocsr()
 
 
-def _symmetric_edges(
-    idx: np.ndarray, w: np.ndarray, mode: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Undirected edges ``(rows < cols, weights)`` of the directed kNN graph ``i -> idx[i]``.
-
-    With ``a`` the weight of i -> j and ``b`` that of j -> i (0 if absent): ``(a + b) / 2``
-    (``'tsne'``) or the UMAP fuzzy union ``a + b - ab`` (``'umap'``). Edges come sorted by
-    (row, col). Built by sorting one int64 key per directed edge, so the peak memory is a few
-    arrays of ``n x k`` (no sparse matrix sums, which needed several times that at 1M cells).
-    """
+def _symmetrize(idx: np.ndarray, w: np.ndarray, mode: str) -> sparse.csr_matrix:
     n, k = idx.shape
-    rows = np.arange(n, dtype=np.int64)[:, None]
-    forward = (idx > rows).ravel()
-    key = np.minimum(rows, idx).ravel()
-    key *= n
-    key += np.maximum(rows, idx).ravel()
-    keep = (idx != rows).ravel()
-    order = np.argsort(key, kind="stable")
-    order = order[keep[order]]
-    key = key[order]
-    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
-    key = key[starts]
-    w = w.ravel()[order].astype(np.float64)
-    forward = forward[order]
-    a = np.add.reduceat(np.where(forward, w, 0.0), starts)
-    b = np.add.reduceat(np.where(forward, 0.0, w), starts)
-    weights = (a + b) / 2 if mode == "tsne" else a + b - a * b
-    return (key // n).astype(np.int32), (key % n).astype(np.int32), weights
+    # built directly as CSR (k entries per row): no n*k row-index array
+    W = sparse.csr_matrix(
+        (w.ravel(), idx.ravel().astype(np.int32), np.arange(0, n * k + 1, k, dtype=np.int64)),
+        shape=(n, n),
+    )
+    W.sum_duplicates()
+    if mode == "tsne":
+        return (W + W.T) / 2
+    # UMAP fuzzy union: a + b - ab
+    prod = W.multiply(W.T)
+    return W + W.T - prod
 
 
 def neighbor_graph(
@@ -245,13 +230,14 @@ def neighbor_graph(
         w = umap_affinities(dist)
     else:
         raise ValueError(f"affinity must be 'tsne' or 'umap', got {affinity!r}.")
-    # int32 cell indices (n < 2**31): half the memory of the edge list at a million cells
-    rows, cols, weights = _symmetric_edges(idx, w, affinity)
+    W = sparse.triu(_symmetrize(idx, w, affinity), k=1).tocoo()
+    weights = W.data.astype(np.float64)
     logg.info("    finished", time=start)
+    # int32 cell indices (n < 2**31): half the memory of the edge list at a million cells
     return Graph(
         n=X.shape[0],
-        rows=rows,
-        cols=cols,
+        rows=W.row.astype(np.int32, copy=False),
+        cols=W.col.astype(np.int32, copy=False),
         weights=weights / weights.sum(),
         knn_indices=idx,
         knn_distances=dist,
