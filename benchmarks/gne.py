@@ -36,46 +36,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import CACHE, DATASETS, ROOT, SHARED, prepare, quality  # noqa: E402
+from run import prepare, quality  # noqa: E402
 
-N_GENES = 2000
 HVG = ("pearson", "seurat")
 # markers of the pancreatic types whose novelty depends on them (reported: kept or not)
 MARKERS = ("GCG", "SST", "INS", "PPY")
-
-
-def prepare_genes(name: str, hvg: str):
-    """Log-normalised data set on 2,000 genes chosen by ``hvg``, with 50 PCs, cached as h5ad:
-    (path, label key). ``seurat`` is ``run.prepare``; ``pearson`` selects on the raw counts with
-    Pearson residuals, then normalises and log-transforms (the tutorials' preprocessing)."""
-    if hvg == "seurat":
-        return prepare(name, 0)
-    import scanpy as sc
-
-    fname, label = DATASETS[name]
-    if fname is None:
-        raise SystemExit(f"--hvg pearson needs raw counts; {name!r} has none (use --hvg seurat)")
-    CACHE.mkdir(exist_ok=True)
-    path = CACHE / f"{name}_pearson.h5ad"
-    if path.exists():
-        return path, label
-    local = ROOT / "data" / fname
-    adata = sc.read_h5ad(local if local.exists() else SHARED / fname)
-    adata.obs[label] = adata.obs[label].astype(str).astype("category")
-    adata.var_names_make_unique()
-    if adata.n_vars > N_GENES:
-        sc.experimental.pp.highly_variable_genes(
-            adata, flavor="pearson_residuals", n_top_genes=N_GENES
-        )
-        adata = adata[:, adata.var["highly_variable"]].copy()
-    sc.pp.normalize_total(adata, target_sum=1e4)
-    sc.pp.log1p(adata)
-    sc.pp.pca(adata, n_comps=50, random_state=0)
-    for k in list(adata.uns):
-        if k != "pca":
-            del adata.uns[k]
-    adata.write_h5ad(path)
-    return path, label
 
 
 def dense(X) -> np.ndarray:
@@ -177,7 +142,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sc.settings.verbosity = 0
-    path, label = prepare_genes(args.dataset, args.hvg)
+    path, label = prepare(args.dataset, 0, args.hvg)
     adata = sc.read_h5ad(path)
     if args.n_cells:
         rng = np.random.default_rng(0)

@@ -38,15 +38,24 @@ DATASETS = {
 }
 
 
-def prepare(name: str, n_synthetic: int):
-    """Preprocessed data set, cached as h5ad: (path, label key)."""
+def prepare(name: str, n_synthetic: int, hvg: str = "seurat"):
+    """Preprocessed data set, cached as h5ad: (path, label key).
+
+    Log-normalised, 2,000 genes, 50 PCs. ``hvg='seurat'``: scanpy's default flavour on the
+    log-normalised data; ``'pearson'``: Pearson residuals of the raw counts (as the tutorials).
+    """
     import scanpy as sc
 
     import sclens as sl
 
+    if hvg not in ("seurat", "pearson"):
+        raise ValueError(f"hvg must be 'seurat' or 'pearson', got {hvg!r}")
+    if hvg == "pearson" and name == "pbmc68k":
+        raise SystemExit("hvg='pearson' needs raw counts; pbmc68k has none (use 'seurat')")
     CACHE.mkdir(exist_ok=True)
     fname, label = DATASETS[name]
-    path = CACHE / (f"{name}_{n_synthetic}.h5ad" if name == "synthetic" else f"{name}.h5ad")
+    stem = f"{name}_{n_synthetic}" if name == "synthetic" else name
+    path = CACHE / (f"{stem}.h5ad" if hvg == "seurat" else f"{stem}_{hvg}.h5ad")
     if path.exists():
         return path, label
     if name == "pbmc68k":
@@ -65,9 +74,14 @@ def prepare(name: str, n_synthetic: int):
                 [f"g{i}" for i in range(adata.n_vars)] if name != "baron" else adata.var_names
             )
             adata.var_names_make_unique()
+        if hvg == "pearson" and adata.n_vars > 2000:
+            sc.experimental.pp.highly_variable_genes(
+                adata, flavor="pearson_residuals", n_top_genes=2000
+            )
+            adata = adata[:, adata.var["highly_variable"]].copy()
         sc.pp.normalize_total(adata, target_sum=1e4)
         sc.pp.log1p(adata)
-        if adata.n_vars > 2000:
+        if hvg == "seurat" and adata.n_vars > 2000:
             sc.pp.highly_variable_genes(adata, n_top_genes=2000, subset=True)
         sc.pp.pca(adata, n_comps=50, random_state=0)
     for k in list(adata.uns):

@@ -78,7 +78,7 @@ def synthetic_counts(
     names = [f"gene{i}" for i in range(n_genes)]
     adata = AnnData(
         X,
-        obs=_group_frame(group, n_groups, 0),
+        obs=_group_frame(group, n_groups),
         var=pd.DataFrame(
             {"marker_of": marker_of.astype(str), "direction": direction.astype(str)}, index=names
         ),
@@ -87,11 +87,11 @@ def synthetic_counts(
     return adata
 
 
-def _group_frame(group: np.ndarray, n_groups: int, offset: int) -> pd.DataFrame:
+def _group_frame(group: np.ndarray, n_groups: int) -> pd.DataFrame:
     cats = [str(g) for g in range(n_groups)]
     return pd.DataFrame(
         {"group": pd.Categorical([str(g) for g in group], categories=cats)},
-        index=[f"cell{i}" for i in range(offset, offset + len(group))],
+        index=[f"cell{i}" for i in range(len(group))],
     )
 
 
@@ -137,7 +137,7 @@ def write_synthetic_h5ad(
             else:
                 sparse_dataset(f["X"]).append(X)
         group = np.concatenate(groups)
-        write_elem(f, "obs", _group_frame(group, n_groups, 0))
+        write_elem(f, "obs", _group_frame(group, n_groups))
         write_elem(f, "var", pd.DataFrame(index=[f"gene{i}" for i in range(n_genes)]))
         for key in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
             write_elem(f, key, {})

@@ -28,6 +28,7 @@ __all__ = [
     "gene_errors",
     "gene_thresholds",
     "excess",
+    "excess_of",
     "local_error",
     "novelty",
     "dense_chunk",
@@ -164,8 +165,13 @@ def excess(decoder: Decoder, X, coords: np.ndarray, thresholds: np.ndarray) -> n
     """
     out = np.empty(X.shape[0], dtype=np.float64)
     for s, e in gene_errors(decoder, X, coords):
-        out[s : s + len(e)] = np.maximum(e - thresholds[None, :], 0.0).sum(1)
+        out[s : s + len(e)] = excess_of(e, thresholds)
     return out
+
+
+def excess_of(errors: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """:func:`excess` of per-gene errors already computed (cells x genes)."""
+    return np.maximum(errors - thresholds[None, :], 0.0).sum(1)
 
 
 def local_error(

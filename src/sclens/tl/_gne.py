@@ -14,7 +14,7 @@ from scipy import sparse
 
 from .._core.data import InputLayer, _is_integer, check_key, fit_pca, get_matrix
 from .._core.engine import Callback, CellSampler, Trainer
-from .._core.generative import excess, gene_errors, gene_thresholds, place
+from .._core.generative import excess_of, gene_errors, gene_thresholds, place
 from .._core.graph import knn
 from .._core.model import Model
 from .._core.networks import CoordinateTable, Decoder, GenerativeMap, IndexedNetwork, Network
@@ -421,14 +421,13 @@ def gne(
     # errors (generative.local_error), each gene's 99th-percentile error and the excess over it
     rng = np.random.default_rng(random_state)
     sub = np.sort(rng.choice(len(X), size=min(N_REFERENCE, len(X)), replace=False))
-    thresholds = gene_thresholds(
-        np.concatenate([e for _, e in gene_errors(decoder, X[sub], coords[sub])])
-    )
+    sub_errors = np.concatenate([e for _, e in gene_errors(decoder, X[sub], coords[sub])])
+    thresholds = gene_thresholds(sub_errors)
     arrays = {
         "ref.coords": coords[sub],
         "ref.error": cell_err[sub],
         "ref.gene_threshold": thresholds,
-        "ref.excess": excess(decoder, X[sub], coords[sub], thresholds),
+        "ref.excess": excess_of(sub_errors, thresholds),
     }
     stored = Model.with_decoder(
         "gne",

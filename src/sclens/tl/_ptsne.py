@@ -118,12 +118,11 @@ def ptsne(
     codes = classes = None
     if labels is not None:
         codes, classes, labelled = categorical_labels(adata, labels)
-    clock = time.perf_counter()
-    timings = {}
+    marks = [time.perf_counter()]  # end of each stage: input, graph, training, transform
     inp, features = prepare_input(
         adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state
     )
-    graph_start = time.perf_counter()
+    marks.append(time.perf_counter())
     graph = neighbor_graph(
         features,
         affinity="tsne",
@@ -133,7 +132,7 @@ def ptsne(
         n_pcs=n_pcs,
         random_state=random_state,
     )
-    timings["input"], timings["graph"] = graph_start - clock, time.perf_counter() - graph_start
+    marks.append(time.perf_counter())
     if epochs is None:
         epochs = auto_epochs(adata.n_obs, batch_size)
 
@@ -180,7 +179,12 @@ def ptsne(
     )
 
     network = network.cpu().eval()
-    timings["training"] = time.perf_counter() - graph_start - timings["graph"]
+    marks.append(time.perf_counter())
+    coords = network.transform(features)
+    marks.append(time.perf_counter())
+    timings = dict(
+        zip(("input", "graph", "training", "transform"), np.diff(marks).tolist(), strict=True)
+    )
     params = jsonable(
         dict(
             n_components=n_components,
@@ -204,9 +208,6 @@ def ptsne(
         )
     )
     model = Model.from_parts("ptsne", inp, network, classes=classes)
-    clock = time.perf_counter()
-    coords = network.transform(features)
-    timings["transform"] = time.perf_counter() - clock
     adata.obsm[f"X_{key_added}"] = coords
     adata.uns[key_added] = {
         "params": params,
