@@ -48,6 +48,32 @@ def test_merge_joins_pieces_of_one_population_not_distinct_groups():
     assert none == [] and adjusted_rand_score(pieces, same) == 1
 
 
+def test_merge_does_not_depend_on_the_order_of_joins():
+    rng = np.random.default_rng(2)
+    X = rng.normal(0, 1, (900, 5))
+    rank = np.argsort(np.argsort(X[:, 1]))
+    pieces = np.where(rank < 400, 0, np.where(rank < 800, 1, 2))  # one population, three cuts
+    graph = knn(X, 30)[0]
+    A = np.zeros((900, 900), dtype=bool)
+    A[np.repeat(np.arange(900), 30), graph.ravel()] = True
+    A |= A.T
+    E = np.array([[A[pieces == i][:, pieces == j].sum() for j in range(3)] for i in range(3)])
+    vol = E.sum(1)
+    share = sorted((E[i, j] / max(vol[i], vol[j]) for i, j in ((0, 1), (1, 2), (0, 2))))
+    # the third piece is held to its share of the bigger piece it touches, not to its share of the
+    # two pieces joined first (about half that)
+    labels, merges = merge_clusters(graph, pieces, share[1])
+    assert (labels == 0).all()
+    np.testing.assert_allclose([c for _, _, c in merges], share[:0:-1])
+    weakest = share[1]
+    # relabelling the input clusters changes nothing but the names
+    perm = np.array([2, 0, 1])
+    relabelled, _ = merge_clusters(graph, perm[pieces], weakest)
+    assert (relabelled == 0).all()
+    _, none = merge_clusters(graph, pieces, weakest + 1e-9)
+    assert len(none) == 1
+
+
 @pytest.fixture(scope="module")
 def baron_den(_baron):
     adata = _baron.copy()
@@ -61,11 +87,12 @@ def test_den_finds_k_and_agrees_with_cell_types(baron_den):
     K = adata.uns["den"]["params"]["n_clusters"]
     assert n_types / 1.5 <= K <= n_types * 1.5, (K, n_types)
     truth, found = adata.obs["cell_type1"], adata.obs["den"]
-    # measured ARI 0.895, NMI 0.871 with K = 13 (18 from the spectrum, 5 joins) with one torch
-    # thread, but ARI 0.807 with two threads (floating-point order alone moves the joins).
-    # Without joining: 0.62 / 0.80 with K = 15; Leiden at default resolution: 0.58 / 0.80
-    assert adjusted_rand_score(truth, found) > 0.75
-    assert normalized_mutual_info_score(truth, found) > 0.81
+    # measured with two torch threads (as CI): ARI 0.891, NMI 0.864 with K = 12 (18 from the
+    # spectrum, 6 joins), one thread 0.895 / 0.871; over seeds 0-3: ARI 0.88-0.90. Before joins were order-independent:
+    # 0.807 / 0.844. Without joining: 0.62 / 0.80 with K = 15; Leiden at default resolution:
+    # 0.58 / 0.80
+    assert adjusted_rand_score(truth, found) > 0.85
+    assert normalized_mutual_info_score(truth, found) > 0.83
     assert list(found.cat.categories) == [str(i) for i in range(len(found.cat.categories))]
     sizes = found.value_counts(sort=False).to_numpy()
     assert (np.diff(sizes) <= 0).all(), "clusters are numbered by size"
@@ -78,7 +105,8 @@ def test_den_on_pbmc68k(pbmc):
     sl.tl.den(pbmc, random_state=0)
     K = pbmc.uns["den"]["params"]["n_clusters"]
     assert 10 / 1.5 <= K <= 15
-    # measured K = 8, NMI 0.611 (without joining: 0.575; Leiden: 0.630) on these overlapping labels
+    # measured K = 10, NMI 0.628 with one or two torch threads (without joining: 0.575; Leiden:
+    # 0.630) on these overlapping labels
     assert normalized_mutual_info_score(pbmc.obs["bulk_labels"], pbmc.obs["den"]) > 0.59
 
 
@@ -114,10 +142,11 @@ def test_projection_of_held_out_cells_matches_full_model(baron_den, tmp_path):
     # clusters of the 80 % model, predicted for the 20 %, versus what the full model says
     held_out = adjusted_rand_score(full.obs["den"][held], query.obs["den"])
     seen = adjusted_rand_score(full.obs["den"][~held], ref.obs["den"])
-    # measured 0.949 for projected cells and 0.950 for the 80 % model's own cells with one torch
-    # thread, 0.830 and 0.852 with two (before clusters were joined: 0.73 and 0.80); the issue's
-    # 0.9 is therefore not reliably met
-    assert held_out >= 0.8 and seen >= 0.82, (held_out, seen)
+    # measured with two torch threads (as CI): 0.907 for projected cells and 0.940 for the 80 %
+    # model's own cells (one thread: 0.918 and 0.951); over four seed/split pairs 0.907-0.942 and 0.919-0.968
+    # (benchmarks/den_stability.py). With joins recomputed after each join (order-dependent):
+    # 0.830 and 0.852. The floor leaves room for other CPUs' floating-point order.
+    assert held_out >= 0.88 and seen >= 0.9, (held_out, seen)
     # and the reference model applied to its own cells reproduces its clusters exactly
     again = sl.tl.project(ref, ref, key="den", copy=True)
     assert (again.obs["den"].to_numpy() == ref.obs["den"].to_numpy()).all()

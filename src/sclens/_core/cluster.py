@@ -89,35 +89,42 @@ def merge_clusters(
 
     With ``e_ab`` the number of (symmetrised) kNN edges between clusters a and b and ``vol_a``
     the number of edge ends in a, the connectivity is ``e_ab / max(vol_a, vol_b)``: the share of
-    the larger cluster's edges that lead into the other. The most connected pair is joined while
-    that share is at least ``threshold``. Two pieces of one population cut apart on the map share
-    many edges; a small distinct group attached to a big one does not, whatever its own share.
+    the larger cluster's edges that lead into the other. Two pieces of one population cut apart
+    on the map share many edges; a small distinct group attached to a big one does not, whatever
+    its own share. Clusters linked by a chain of pairs whose connectivity is at least
+    ``threshold`` (and above 0) are joined. Connectivities are those of the input clusters, not
+    recomputed after each join, so the result does not depend on the order of joins (a third
+    piece of a population is not held to the volume of the other two already joined).
 
-    Returns labels ``0..K'-1`` and the merges
-    as ``(a, b, connectivity)`` in terms of the input labels.
+    Returns labels ``0..K'-1`` (in the order of each group's smallest input label) and the joins
+    as ``(a, b, connectivity)`` in terms of the input labels: the strongest links that connect
+    each group (a maximum spanning forest), one per join, strongest first.
     """
     n, k = idx.shape
     rows = np.repeat(np.arange(n), k)
     A = sparse.csr_matrix((np.ones(n * k), (rows, idx.ravel())), shape=(n, n))
     A = ((A + A.T) > 0).astype(np.float64)
     labels = np.asarray(labels)
-    group = np.arange(labels.max() + 1)  # input label -> current group (an input label)
-    G = sparse.csr_matrix((np.ones(n), (np.arange(n), labels)), shape=(n, len(group)))
+    K = int(labels.max()) + 1
+    G = sparse.csr_matrix((np.ones(n), (np.arange(n), labels)), shape=(n, K))
     E = (G.T @ A @ G).toarray()
-    alive = np.bincount(labels, minlength=len(group)) > 0
+    vol = E.sum(1)
+    C = np.triu(E / np.maximum(np.maximum(vol[:, None], vol[None, :]), 1), 1)
+    a, b = np.nonzero((C >= threshold) & (C > 0))
+    order = np.lexsort((b, a, -C[a, b]))  # strongest first; ties by label
+    root = np.arange(K)
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
     merges = []
-    while alive.sum() > 1:
-        vol = E.sum(1)
-        C = E / np.maximum(np.maximum(vol[:, None], vol[None, :]), 1)
-        np.fill_diagonal(C, 0)
-        C[~alive] = C[:, ~alive] = 0
-        a, b = np.unravel_index(np.argmax(C), C.shape)
-        if a == b or C[a, b] < threshold:
-            break
-        merges.append((int(a), int(b), float(C[a, b])))
-        E[a] += E[b]
-        E[:, a] += E[:, b]
-        E[b] = E[:, b] = 0
-        alive[b] = False
-        group[group == b] = a
-    return np.unique(group[labels], return_inverse=True)[1], merges
+    for i, j in zip(a[order], b[order], strict=True):
+        ri, rj = find(int(i)), find(int(j))
+        if ri != rj:
+            root[max(ri, rj)] = min(ri, rj)
+            merges.append((int(i), int(j), float(C[i, j])))
+    groups = np.array([find(i) for i in range(K)])
+    return np.unique(groups[labels], return_inverse=True)[1], merges

@@ -88,9 +88,9 @@ def den(
     eigen_threshold
         Eigenvalues of the normalised Laplacian below this count as "near zero".
     merge_threshold
-        With automatic K, clusters whose connection in the feature kNN graph (the share of the
-        larger cluster's edges that lead into the other) is at least this are joined, most
-        connected first; ``None``: no merging.
+        With automatic K, clusters linked by a chain of pairs whose connection in the feature kNN
+        graph (the share of the larger cluster's edges that lead into the other) is at least this
+        are joined; ``None``: no joining.
     max_clusters
         Upper bound on the automatic K.
     hidden
