@@ -1,22 +1,27 @@
 """Stability of DEN clusters: K, ARI, NMI, seed-to-seed and held-out agreement.
 
     python benchmarks/den_stability.py --datasets baron,pbmc68k [--params '{"resolution": 2}']
+    python benchmarks/den_stability.py --datasets baron --pairs 0:1,1:2,2:3,3:4 --out benchmarks/results
 
 Per data set: ``sl.tl.den`` on all cells (``--seed``, default 0), optionally again with the next
 seed, and on 80 % of the cells (``--split``; by default the split of ``tests/test_den.py``); the
 other 20 % are projected with ``sl.tl.project``. Held-out ARI compares their predicted clusters
 with the full model's; "seen" ARI compares the two models on the cells both were trained on.
+``--pairs seed:split,...`` repeats this for several seeds and splits; with ``--out`` the rows go
+to ``<out>/den_stability.md`` and ``.json`` (torch threads recorded; they change the numbers).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import prepare  # noqa: E402
@@ -35,10 +40,23 @@ def main() -> None:
     p.add_argument("--seeds", action="store_true", help="also train with seed + 1")
     p.add_argument("--seed", type=int, default=0, help="random_state of both models")
     p.add_argument("--split", type=int, default=1, help="seed of the 80/20 split")
+    p.add_argument("--pairs", default=None, help="seed:split,... (overrides --seed/--split)")
+    p.add_argument("--out", default=None, help="write den_stability.md/.json here")
     args = p.parse_args()
     params = json.loads(args.params)
     sc.settings.verbosity = 0
+    pairs = (
+        [tuple(int(v) for v in pair.split(":")) for pair in args.pairs.split(",")]
+        if args.pairs
+        else [(args.seed, args.split)]
+    )
+    rows = []
     for name in args.datasets.split(","):
+        path, _ = prepare(name, 0)
+    # preparing data can change torch's thread count in this process: set it after
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    for name, (seed, split) in ((n, pair) for n in args.datasets.split(",") for pair in pairs):
+        args.seed, args.split = seed, split
         path, label = prepare(name, 0)
         adata = sc.read_h5ad(path)
         truth = adata.obs[label].astype(str).to_numpy()
@@ -71,10 +89,27 @@ def main() -> None:
             row["seed_ari"] = ari(full.obs["den"], other.obs["den"])
             row["ari_seed1"] = ari(truth, other.obs["den"])
             row["nmi_seed1"] = nmi(truth, other.obs["den"])
+        row["threads"] = torch.get_num_threads()
+        rows.append(row)
         print(
             json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
             flush=True,
         )
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "den_stability.json").write_text(json.dumps(rows, indent=1))
+        lines = [
+            "| data set | seed | split | threads | K full / 80 % | ARI | NMI | held-out ARI | seen ARI |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['dataset']} | {r['seed']} | {r['split']} | {r['threads']} | "
+                f"{r['K'][0]} / {r['K'][1]} | {r['ari']:.3f} | {r['nmi']:.3f} | "
+                f"{r['held_out_ari']:.3f} | {r['seen_ari']:.3f} |"
+            )
+        (out / "den_stability.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
