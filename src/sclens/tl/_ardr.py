@@ -18,6 +18,7 @@ from .._core.graph import neighbor_graph
 from .._core.model import Model
 from .._core.networks import CoordinateTable, IndexedNetwork, Network
 from .._core.objectives import AttractionRepulsion, umap_ab
+from .._core.threads import fixed_threads
 from ._common import auto_epochs, jsonable, seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
 
@@ -82,6 +83,7 @@ def _stop_when_converged(tol: float, patience: int = 10):
     return callback
 
 
+@fixed_threads
 @doc_params(doc_input=doc_input, doc_run=doc_run)
 def ardr(
     adata: AnnData,

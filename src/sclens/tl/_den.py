@@ -19,6 +19,7 @@ from .._core.graph import knn, knn_from_scanpy
 from .._core.model import Model
 from .._core.networks import IndexedNetwork, Network
 from .._core.objectives import Classification, DENPairs, Sum
+from .._core.threads import fixed_threads
 from ._common import auto_epochs, jsonable, seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
 
@@ -27,6 +28,7 @@ __all__ = ["den"]
 MERGE_NEIGHBORS = 30  # neighbours per cell in the feature graph that decides merges
 
 
+@fixed_threads
 @doc_params(doc_input=doc_input, doc_run=doc_run)
 def den(
     adata: AnnData,

@@ -19,6 +19,7 @@ from .._core.graph import knn
 from .._core.model import Model
 from .._core.networks import CoordinateTable, Decoder, GenerativeMap, IndexedNetwork, Network
 from .._core.objectives import NeighborAttraction, Reconstruction, Sum
+from .._core.threads import fixed_threads
 from ._common import jsonable, seeded, start_adata
 from ._docs import doc_params, doc_run
 
@@ -257,6 +258,7 @@ def fit_autoencoder(
 
 
 # -- the public function ------------------------------------------------------------------------
+@fixed_threads
 @doc_params(doc_run=doc_run)
 def gne(
     adata: AnnData,
@@ -477,6 +479,7 @@ def gne(
     return adata if copy else None
 
 
+@fixed_threads
 def generate(adata: AnnData | Model, coords, *, model_key: str = "gne") -> AnnData:
     """Decoded expression profiles at given map coordinates.
 

@@ -15,6 +15,7 @@ from .._core.data import check_key, query_matrix
 from .._core.engine import resolve_device
 from .._core.generative import excess, novelty, place
 from .._core.model import Model, ModelError
+from .._core.threads import fixed_threads
 from ._common import start_adata, stored_model
 
 __all__ = ["project", "transfer_labels"]
@@ -81,6 +82,7 @@ def transfer_labels(
     return pd.Categorical.from_codes(best, categories=cats.cat.categories), votes.max(1)
 
 
+@fixed_threads
 def project(
     adata: AnnData,
     ref: AnnData | Model,

@@ -17,12 +17,14 @@ from .._core.graph import neighbor_graph
 from .._core.model import Model
 from .._core.networks import IndexedNetwork, Network
 from .._core.objectives import AttractionRepulsion, Classification
+from .._core.threads import fixed_threads
 from ._common import auto_epochs, categorical_labels, jsonable, seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
 
 __all__ = ["ptsne"]
 
 
+@fixed_threads
 @doc_params(doc_input=doc_input, doc_run=doc_run)
 def ptsne(
     adata: AnnData,

@@ -24,6 +24,7 @@ from .._core.attribution import (
 from .._core.data import check_key, query_matrix
 from .._core.engine import progress_enabled, resolve_device
 from .._core.model import Model, ModelError
+from .._core.threads import fixed_threads
 from ._common import jsonable, start_adata, stored_model
 
 __all__ = ["rank_genes", "directional_saliency"]
@@ -109,6 +110,7 @@ def _records(columns: dict[str, np.ndarray], dtype) -> np.recarray:
     return pd.DataFrame(columns).to_records(index=False, column_dtypes=dtype)
 
 
+@fixed_threads
 def rank_genes(
     adata: AnnData,
     groupby: str,
@@ -359,6 +361,7 @@ def rank_genes(
     return adata if copy else None
 
 
+@fixed_threads
 def directional_saliency(
     adata: AnnData,
     source: str,
