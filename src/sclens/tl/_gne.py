@@ -14,7 +14,14 @@ from scipy import sparse
 
 from .._core.data import InputLayer, _is_integer, check_key, fit_pca, get_matrix
 from .._core.engine import Callback, CellSampler, Trainer
-from .._core.generative import excess_of, gene_errors, gene_thresholds, place
+from .._core.generative import (
+    excess_of,
+    gene_errors,
+    gene_thresholds,
+    local_thresholds,
+    place,
+    tail_errors,
+)
 from .._core.graph import knn
 from .._core.model import Model
 from .._core.networks import CoordinateTable, Decoder, GenerativeMap, IndexedNetwork, Network
@@ -290,8 +297,8 @@ def gne(
     encoder: the map is non-parametric, and the decoder makes it generative
     (:func:`sclens.tl.generate`, :func:`sclens.pl.gne_grid`). New cells are placed by optimising
     their coordinates against the frozen decoder (:func:`sclens.tl.project`), which also scores
-    how novel they are (errors beyond what the reference's own cells show, gene by gene and where
-    the cell lies).
+    how novel they are (errors beyond what the reference's own cells show, gene by gene, overall
+    and where the cell lies).
 
     Parameters
     ----------
@@ -342,8 +349,9 @@ def gne(
         The settings used.
     ``adata.uns['gne']['model']``
         Decoder weights and config, genes, and for projection up to 2,000 reference positions
-        with their reconstruction errors, each gene's 99th-percentile error among them and their
-        excess over those (the novelty baseline); :func:`sclens.tl.project`,
+        with their reconstruction errors, each gene's 99.5th-percentile error among them, the
+        errors above it (sparse) and each reference cell's excess (the novelty baseline);
+        :func:`sclens.tl.project`,
         :func:`sclens.tl.generate` and :func:`sclens.save_model` read it.
     ``adata.uns['gne']['history']``
         Loss per epoch.
@@ -417,17 +425,23 @@ def gne(
     decoder = decoder.cpu().eval()
     cell_err, gene_err = reconstruction_errors(decoder, coords, X)
 
-    # what projection needs without the AnnData: starting positions, and for novelty the reference's
-    # errors (generative.local_error), each gene's 99th-percentile error and the excess over it
+    # what projection needs without the AnnData: starting positions, and for novelty each gene's
+    # 99.5th-percentile error, the errors above it (for local thresholds: generative.excess) and
+    # the reference cells' own excess (each leaving itself out of its neighbours)
     rng = np.random.default_rng(random_state)
     sub = np.sort(rng.choice(len(X), size=min(N_REFERENCE, len(X)), replace=False))
     sub_errors = np.concatenate([e for _, e in gene_errors(decoder, X[sub], coords[sub])])
     thresholds = gene_thresholds(sub_errors)
+    tails = tail_errors(sub_errors, thresholds)
+    local = local_thresholds(coords[sub], coords[sub], tails, thresholds, leave_out_self=True)
     arrays = {
         "ref.coords": coords[sub],
         "ref.error": cell_err[sub],
         "ref.gene_threshold": thresholds,
-        "ref.excess": excess_of(sub_errors, thresholds),
+        "ref.tail_indptr": tails.indptr.astype(np.int64),
+        "ref.tail_indices": tails.indices.astype(np.int32),
+        "ref.tail_values": tails.data,
+        "ref.excess": excess_of(sub_errors, local),
     }
     stored = Model.with_decoder(
         "gne",
