@@ -29,6 +29,7 @@ for a smoke test.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -66,18 +67,19 @@ def mse_curves(adata, epochs: int, batch_size: int, random_state: int = 0) -> di
 
         return callback
 
+    defaults = inspect.signature(G.gne).parameters
     gne_curve: list[float] = []
     coords0 = G.init_coords(adata, X, "pca", 2, random_state)
     decoder = G.new_decoder(X, 2, 256, 4, "mse", random_state)
     G.fit_generative(
-        G.GenerativeMap(G.CoordinateTable(coords0), decoder),
+        G.GenerativeMap(G.CoordinateTable(coords0, sparse=True), decoder),
         X,
         likelihood="mse",
-        noise=1.0,
+        noise=defaults["noise"].default,
         epochs=epochs,
         batch_size=batch_size,
-        learning_rate=1e-3,
-        coord_learning_rate=1.0,
+        learning_rate=defaults["learning_rate"].default,
+        coord_learning_rate=defaults["coord_learning_rate"].default,
         device="cpu",
         random_state=random_state,
         callbacks=[recorder(gne_curve)],
