@@ -67,8 +67,9 @@ def test_excess_counts_only_errors_above_each_genes_threshold():
         excess,
         gene_errors,
         gene_thresholds,
-        local_error,
+        local_thresholds,
         novelty,
+        tail_errors,
     )
 
     dec = Decoder(2, 3, 8, 1)
@@ -81,41 +82,106 @@ def test_excess_counts_only_errors_above_each_genes_threshold():
     np.testing.assert_allclose(excess(dec, X, z, np.array([1.0, 1.0, 4.0])), [0, 5], atol=1e-4)
     ref = np.random.default_rng(0).random((500, 3)) ** 2
     assert gene_thresholds(ref).shape == (3,)
-    np.testing.assert_allclose(gene_thresholds(ref), np.quantile(ref, 0.99, axis=0))
-    # local: a cell's log-error against its nearest reference cells' (itself left out)
-    coords = np.c_[np.arange(100.0), np.zeros(100)]
-    errors = np.ones(100)
-    errors[50] = np.e**2
-    loc = local_error(errors, coords, errors, coords, leave_out_self=True)
-    assert loc[50] == pytest.approx(2.0) and loc[0] < 0
+    np.testing.assert_allclose(gene_thresholds(ref), np.quantile(ref, 0.995, axis=0))
+    # local: each gene's threshold is raised to the second-largest error among the nearest
+    # reference cells (100 of them); reference cells on a line, cells 150 and 151 have errors 5
+    # and 4 on gene 0, cell 10 has 7 on gene 1 (alone: one odd neighbour raises nothing)
+    coords = np.c_[np.arange(300.0), np.zeros(300)]
+    ref_errors = np.full((300, 2), 0.1)
+    ref_errors[150, 0], ref_errors[151, 0], ref_errors[10, 1] = 5.0, 4.0, 7.0
+    t = np.array([1.0, 1.0])
+    tails = tail_errors(ref_errors, t)
+    assert tails.nnz == 3
+    local = local_thresholds(coords[[0, 150, 299]], coords, tails, t)
+    np.testing.assert_allclose(local, [[1, 1], [4, 1], [1, 1]])
+    # each reference cell leaves itself out: 150 keeps only 151's error, 152 sees both
+    own = local_thresholds(coords[[150, 152]], coords, tails, t, leave_out_self=True)
+    np.testing.assert_allclose(own, [[1, 1], [4, 1]])
+    # the same error is ordinary next to cells 150-151 and unexplained far from them
+    pos = coords[[0, 150]]
+    err = np.array([[6.0, 0.0], [6.0, 0.0]])
+    np.testing.assert_allclose(
+        np.maximum(err - local_thresholds(pos, coords, tails, t), 0).sum(1), [5, 2]
+    )
     rng = np.random.default_rng(1)
-    scores, errors, coords = rng.lognormal(size=500), rng.lognormal(size=500), rng.random((500, 2))
-    typical = novelty(scores[:50], errors[:50], coords[:50], scores, errors, coords)
+    scores = rng.lognormal(size=500)
+    typical = novelty(scores[:50], scores)
     assert abs(np.median(typical)) < 1
-    # explained 100 times worse than the reference cells, with 100 times their excess
-    far = novelty(scores[:1] * 100, errors[:1] * 100, coords[:1], scores, errors, coords)
-    assert far[0] > 3
+    np.testing.assert_allclose(np.mean(novelty(scores, scores)), 0, atol=1e-9)
+    # a cell with 100 times the excess of a typical reference cell
+    assert novelty(np.median(scores)[None] * 100, scores)[0] > 3
 
 
 # -- behaviour on Baron -------------------------------------------------------------------------
-def test_gne_reconstructs_as_well_as_an_autoencoder(baron):
+def test_gne_reconstructs_better_than_an_autoencoder(baron):
     """Same decoder, same epochs and batch size; the autoencoder has a 2-D bottleneck.
 
-    The GNE paper's clear win (MNIST 0.0288 vs 0.0438) does not reproduce at this size: on these
-    2,142 cells at 30 epochs GNE is 0.1144 against the autoencoder's 0.1135 (on a 2,000-cell
-    subsample 0.1149 vs 0.1170). What is asserted is that it is not worse by more than 2%.
+    Measured at 60 epochs (one and two threads alike): GNE 0.1055, autoencoder 0.1060 (seeds 1
+    and 2: 0.1048 vs 0.1056, 0.1052 vs 0.1063). Before lazy Adam on the coordinates, their
+    learning rate 3 and annealed noise, GNE was 0.1070 (at 30 epochs 0.1144 vs 0.1135; with the
+    current training 0.1139 vs 0.1135: the gain shows once the noise is low for long enough).
+    The GNE paper's gap (MNIST 0.0288 vs 0.0438) does not reproduce at this size.
     """
-    sl.tl.gne(baron, epochs=30, random_state=0)
+    sl.tl.gne(baron, epochs=60, random_state=0)
     X = np.asarray(baron.X.toarray() if hasattr(baron.X, "toarray") else baron.X, np.float32)
-    ae_coords, ae_mse, _ = fit_autoencoder(X, epochs=30, random_state=0)
+    _, ae_mse, _ = fit_autoencoder(X, epochs=60, random_state=0)
     mse = baron.uns["gne"]["reconstruction"]["error"]
-    assert mse < 1.02 * ae_mse, (mse, ae_mse)
-    assert mse < 0.117
+    assert mse < 0.998 * ae_mse, (mse, ae_mse)
+    assert mse < 0.1065
     rec = baron.uns["gne"]["reconstruction"]
     assert len(rec["gene_error"]) == len(rec["genes"]) == baron.n_vars
     np.testing.assert_allclose(np.mean(rec["gene_error"]), mse, rtol=1e-5)
-    # a sensible map: measured 10-NN accuracy 0.93
-    assert knn_accuracy(baron.obsm["X_gne"], baron.obs[LABEL]) > 0.9
+    params = baron.uns["gne"]["params"]
+    assert params["coord_optimizer"] == "lazy adam"
+    assert params["noise_schedule"] == "linear to 0"
+    # a sensible map: measured 10-NN accuracy 0.972
+    assert knn_accuracy(baron.obsm["X_gne"], baron.obs[LABEL]) > 0.94
+
+
+def test_lazy_adam_moves_only_the_batch_and_the_noise_anneals():
+    """The coordinates' lazy Adam moves only the rows of each batch, at the scheduled rate, and
+    the trainer tells the objective its progress (noise falls linearly to 0)."""
+    from sclens._core.engine import CellSampler, Trainer
+    from sclens._core.networks import CoordinateTable, GenerativeMap
+    from sclens._core.objectives import Sum
+
+    init = np.arange(20, dtype=np.float32).reshape(10, 2)
+    model = GenerativeMap(CoordinateTable(init, sparse=True), Decoder(2, 3, 8, 1))
+    trainer = Trainer(model, device="cpu", random_state=0)
+    rec = Reconstruction(torch.ones(10, 3), noise=1.0, anneal=True, generator=trainer.generator)
+    steps = []
+
+    def spy(encoder, batch):  # the coordinates before each step, the batch and the noise
+        steps.append((encoder.encoder.coords.detach().clone(), batch["idx"], rec.noise_std()))
+        return rec(encoder, batch)
+
+    groups = [
+        {"params": [model.encoder.coords], "lr": 0.1, "sparse": True},
+        {"params": list(model.decoder.parameters())},
+    ]
+    trainer.optimize(
+        Sum([spy, rec], [1.0, 0.0]),
+        CellSampler(10, 5),
+        n_epochs=2,
+        learning_rate=1e-3,
+        phase="test",
+        parameters=groups,
+        final_lr_fraction=0.5,
+    )
+    np.testing.assert_allclose([s[2] for s in steps], [1.0, 0.75, 0.5, 0.25])
+    after = [s[0] for s in steps[1:]] + [model.encoder.coords.detach()]
+    for k, (before, idx, _) in enumerate(steps):
+        moved = (after[k] != before).any(1)
+        assert moved[idx].all() and not moved[~torch.isin(torch.arange(10), idx)].any()
+        if k == 1:
+            # the second batch's rows move for the first time, at the scheduled rate
+            # lr * 0.875; SparseAdam counts steps per table, so its bias correction at step 2
+            # scales a first gradient's move by sqrt(1 + beta2) / (1 + beta1)
+            step = (after[k] - before)[idx].abs()
+            expected = 0.1 * 0.875 * np.sqrt(1.999) / 1.9
+            np.testing.assert_allclose(step.numpy(), expected, rtol=1e-3)
+    model.eval()
+    assert float(Reconstruction(torch.ones(10, 3))(model, {"idx": torch.arange(10)}).total) > 0
 
 
 @pytest.fixture(scope="module")
@@ -173,11 +239,13 @@ def test_generate_decodes_the_map(split_gne):
         sl.tl.generate(ref, np.zeros((3, 3)))
 
 
-@pytest.mark.parametrize(("left_out", "floor"), [("ductal", 0.9), ("beta", 0.68), ("alpha", 0.78)])
+@pytest.mark.parametrize(("left_out", "floor"), [("ductal", 0.93), ("beta", 0.75), ("alpha", 0.78)])
 def test_novelty_flags_a_left_out_cell_type(_baron, left_out, floor):
-    """Measured AUROC (30 epochs): ductal 0.94, beta 0.74, alpha 0.83; the earlier score (z-score
-    of the log mean error) gave 0.94, 0.50 and 0.65: a left-out beta cell is explained from its
-    endocrine neighbours on most genes, and only the excess on a few (insulin) flags it."""
+    """Measured AUROC (30 epochs): ductal 0.970, beta 0.777, alpha 0.822 (floors 0.03-0.04
+    below; before lazy Adam and annealed noise 0.971, 0.788, 0.821); the previous score (global
+    99th-percentile excess plus a local mean-error term) gave 0.94, 0.74, 0.83, and the earlier
+    one (z-score of the log mean error) 0.94, 0.50, 0.65: a left-out beta cell is explained from
+    its endocrine neighbours on most genes, and only the excess on a few (insulin) flags it."""
     adata = _baron
     truth = adata.obs[LABEL].astype(str).to_numpy()
     test = np.random.default_rng(1).random(adata.n_obs) < 0.2

@@ -103,6 +103,14 @@ def progress_enabled() -> bool:
     return int(sc.settings.verbosity) >= 1
 
 
+def _set_progress(objective, fraction: float) -> None:
+    """Tell an objective, and the parts of a sum of objectives, how far the phase is."""
+    if hasattr(objective, "progress"):
+        objective.progress = fraction
+    for part in getattr(objective, "parts", ()):
+        _set_progress(part, fraction)
+
+
 class Trainer:
     """Owns the encoder, the device, the random stream and the loss history."""
 
@@ -131,23 +139,49 @@ class Trainer:
         """Run ``n_epochs`` of Adam on ``objective``; Ctrl-C stops early and keeps what was learnt.
 
         ``parameters``: what to train (default: everything), as parameters or Adam param groups.
+        A group with ``"sparse": True`` holds parameters with sparse gradients (an embedding
+        table, e.g. :class:`~sclens._core.networks.CoordinateTable` with ``sparse=True``); it is
+        optimised by :class:`torch.optim.SparseAdam`, a lazy Adam that moves only the rows of
+        the batch, while the other groups keep Adam (or SGD).
         ``optimizer='sgd'``: plain gradient descent instead of Adam (a step is then exactly
         ``-learning_rate * gradient``, e.g. a force update).
         ``final_lr_fraction < 1`` decays every group's learning rate linearly over the phase's
         steps to that fraction of its start value (less minibatch noise at the end).
+        An objective (or a part of a :class:`~sclens._core.objectives.Sum`) with a ``progress``
+        attribute has it set before each step to the fraction of the phase's steps taken
+        (0 at the first step), e.g. for annealed noise.
         """
         if self.interrupted or n_epochs <= 0:
             return self
-        params = list(self.encoder.parameters() if parameters is None else parameters)
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}.")
-        opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(
-            params, lr=learning_rate
-        )
+        params = list(self.encoder.parameters() if parameters is None else parameters)
+        is_lazy = [isinstance(g, dict) and bool(g.get("sparse")) for g in params]
+        dense = [g for g, lz in zip(params, is_lazy, strict=True) if not lz]
+        lazy = [
+            {k: v for k, v in g.items() if k != "sparse"}
+            for g, lz in zip(params, is_lazy, strict=True)
+            if lz
+        ]
+        opts: list[torch.optim.Optimizer] = []
+        if dense:
+            opts.append(
+                (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(
+                    dense, lr=learning_rate
+                )
+            )
+        if lazy:
+            if optimizer != "adam":
+                raise ValueError("sparse parameter groups need optimizer='adam'.")
+            opts.append(torch.optim.SparseAdam(lazy, lr=learning_rate))
         total_steps = max(1, n_epochs * len(sampler))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: 1.0 - (1.0 - final_lr_fraction) * min(step / total_steps, 1.0)
-        )
+        schedules = [
+            torch.optim.lr_scheduler.LambdaLR(
+                o, lambda step: 1.0 - (1.0 - final_lr_fraction) * min(step / total_steps, 1.0)
+            )
+            for o in opts
+        ]
+        step = 0
         model = self._wrap(objective)
         self.encoder.train()
         bar = tqdm(
@@ -163,11 +197,15 @@ class Trainer:
                 n_batches = 0
                 for batch in self._shard(sampler.epoch(self.generator), len(sampler)):
                     batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                    _set_progress(objective, min(step / total_steps, 1.0))
                     out = objective(model, batch)
-                    opt.zero_grad(set_to_none=True)
+                    for o in opts:
+                        o.zero_grad(set_to_none=True)
                     out.total.backward()
-                    opt.step()
-                    schedule.step()
+                    for o, schedule in zip(opts, schedules, strict=True):
+                        o.step()
+                        schedule.step()
+                    step += 1
                     n_batches += 1
                     sums["loss"] = sums.get("loss", 0.0) + float(out.total.detach())
                     for k, v in out.terms.items():

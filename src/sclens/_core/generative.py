@@ -4,10 +4,10 @@ A new cell has no coordinate. :func:`place` decodes candidate positions (stored 
 positions) once, starts each cell from the ``n_starts`` candidates whose decoded profiles are
 closest to it, optimises all starts at once with Adam through the one training loop (decoder
 frozen, full batch, no noise), and keeps each cell's best optimum. What the map cannot explain
-there is scored twice: gene by gene, :func:`excess` sums how far each gene's error exceeds the 99th
-percentile of that gene's error among the reference cells (:func:`gene_thresholds`); locally,
-:func:`local_error` compares the cell's mean error with that of the reference cells nearby.
-:func:`novelty` puts both on the reference cells' own scale and adds them.
+there is scored gene by gene: :func:`excess` sums how far each gene's error exceeds both the 99.5th
+percentile of that gene's error among the reference cells (:func:`gene_thresholds`) and the
+second-largest error on that gene among the 100 reference cells nearest on the map
+(:func:`local_thresholds`); :func:`novelty` puts it on the reference cells' own scale.
 """
 
 from __future__ import annotations
@@ -27,17 +27,21 @@ __all__ = [
     "place",
     "gene_errors",
     "gene_thresholds",
+    "tail_errors",
+    "local_thresholds",
     "excess",
     "excess_of",
-    "local_error",
     "novelty",
     "dense_chunk",
 ]
 
-#: a gene's error counts as unexplained above this quantile of its errors among reference cells
-NOVELTY_QUANTILE = 0.99
-#: reference positions a placed cell's error is compared with (:func:`local_error`)
-LOCAL_NEIGHBORS = 50
+#: a gene's error counts as unexplained above this quantile of its errors among reference cells ...
+NOVELTY_QUANTILE = 0.995
+#: ... and above its ``LOCAL_RANK``-th largest error among this many reference cells nearest on
+#: the map (the second largest of 100: a local 99th percentile; the largest alone lets a single odd
+#: neighbour, e.g. a doublet, hide the cells placed near it)
+LOCAL_NEIGHBORS = 100
+LOCAL_RANK = 2
 
 
 def dense_chunk(X, start: int, stop: int) -> np.ndarray:
@@ -156,76 +160,90 @@ def gene_thresholds(errors: np.ndarray, quantile: float = NOVELTY_QUANTILE) -> n
     return np.quantile(errors, quantile, axis=0)
 
 
-def excess(decoder: Decoder, X, coords: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+def tail_errors(errors: np.ndarray, thresholds: np.ndarray) -> sparse.csr_matrix:
+    """The reference errors above their gene's threshold, others 0 (sparse; about 0.5% of them).
+
+    Only these matter for :func:`local_thresholds`, so the model stores this, not every error.
+    """
+    return sparse.csr_matrix(np.where(errors > thresholds[None, :], errors, 0.0))
+
+
+def local_thresholds(
+    coords: np.ndarray,
+    reference_coords: np.ndarray,
+    tails: sparse.csr_matrix,
+    thresholds: np.ndarray,
+    *,
+    leave_out_self: bool = False,
+) -> np.ndarray:
+    """Per cell and gene: ``max(t_g, LOCAL_RANK-th largest error on g among nearby reference cells)``.
+
+    ``t_g`` is the gene's global threshold (:func:`gene_thresholds`); the nearby cells are the
+    ``LOCAL_NEIGHBORS`` reference positions nearest to each of ``coords`` (``tails`` from
+    :func:`tail_errors`). ``leave_out_self``: ``coords`` are the reference positions themselves;
+    each skips itself. Returns ``(len(coords), n_genes)``.
+    """
+    skip = int(leave_out_self)
+    k = max(min(LOCAL_NEIGHBORS, len(reference_coords) - skip), 1)
+    nn = NearestNeighbors(n_neighbors=min(k + skip, len(reference_coords))).fit(reference_coords)
+    ind = nn.kneighbors(coords, return_distance=False)[:, skip:]
+    k = ind.shape[1]
+    n_genes = len(thresholds)
+    out = np.repeat(np.asarray(thresholds, dtype=np.float64)[None, :], len(coords), axis=0)
+    near = sparse.csr_matrix(tails)[ind.ravel()].tocoo()
+    # every stored error exceeds t_g: where a gene has at least LOCAL_RANK of them among the
+    # cell's neighbours, the LOCAL_RANK-th largest is the threshold
+    key = (near.row // k).astype(np.int64) * n_genes + near.col
+    order = np.lexsort((-near.data, key))
+    key, values = key[order], near.data[order]
+    first = np.r_[True, key[1:] != key[:-1]]
+    rank = np.arange(len(key)) - np.maximum.accumulate(np.where(first, np.arange(len(key)), 0))
+    hit = rank == LOCAL_RANK - 1
+    out.reshape(-1)[key[hit]] = values[hit]
+    return out
+
+
+def excess(
+    decoder: Decoder,
+    X,
+    coords: np.ndarray,
+    thresholds: np.ndarray,
+    reference_coords: np.ndarray | None = None,
+    tails: sparse.csr_matrix | None = None,
+) -> np.ndarray:
     """``sum_g max(e_g - t_g, 0)`` per cell: error beyond what reference cells show, gene by gene.
 
-    ``e_g`` is the cell's error on gene g at ``coords`` (:func:`gene_errors`), ``t_g`` the gene's
-    threshold (:func:`gene_thresholds`). A mean over all genes dilutes a few marker genes that the
-    map cannot produce; this sum keeps them, and ignores genes whose error is ordinary.
+    ``e_g`` is the cell's error on gene g at ``coords`` (:func:`gene_errors`). ``t_g`` is the
+    gene's global threshold (:func:`gene_thresholds`) or, given the reference's positions and
+    ``tails``, the cell's local threshold (:func:`local_thresholds`). A mean over all genes dilutes
+    a few marker genes that the map cannot produce; this sum keeps them, and ignores genes whose
+    error is ordinary.
     """
     out = np.empty(X.shape[0], dtype=np.float64)
     for s, e in gene_errors(decoder, X, coords):
-        out[s : s + len(e)] = excess_of(e, thresholds)
+        t = thresholds
+        if tails is not None:
+            t = local_thresholds(coords[s : s + len(e)], reference_coords, tails, thresholds)
+        out[s : s + len(e)] = excess_of(e, t)
     return out
 
 
 def excess_of(errors: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """:func:`excess` of per-gene errors already computed (cells x genes)."""
-    return np.maximum(errors - thresholds[None, :], 0.0).sum(1)
+    """:func:`excess` of per-gene errors already computed (cells x genes); ``thresholds`` per gene
+    or per cell and gene."""
+    t = thresholds if np.ndim(thresholds) == 2 else np.asarray(thresholds)[None, :]
+    return np.maximum(errors - t, 0.0).sum(1)
 
 
-def local_error(
-    errors: np.ndarray,
-    coords: np.ndarray,
-    reference_errors: np.ndarray,
-    reference_coords: np.ndarray,
-    *,
-    leave_out_self: bool = False,
-) -> np.ndarray:
-    """``log(error)`` minus the mean ``log(error)`` of the ``LOCAL_NEIGHBORS`` nearest reference
-    positions: how much worse the map explains a cell than the reference cells where it lies.
+def novelty(excess_scores: np.ndarray, reference_excess: np.ndarray) -> np.ndarray:
+    """``log(excess + floor)`` z-scored against the reference cells' own values.
 
-    ``leave_out_self``: ``coords`` are the reference positions themselves; each skips itself.
-    """
-    skip = int(leave_out_self)
-    k = min(LOCAL_NEIGHBORS, len(reference_coords) - skip)
-    nn = NearestNeighbors(n_neighbors=k + skip).fit(reference_coords)
-    ind = nn.kneighbors(coords, return_distance=False)[:, skip:]
-    log_ref = np.log(np.maximum(np.asarray(reference_errors, dtype=np.float64), 1e-12))
-    return np.log(np.maximum(np.asarray(errors, dtype=np.float64), 1e-12)) - log_ref[ind].mean(1)
-
-
-def _z(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    return (values - reference.mean()) / (reference.std() + 1e-12)
-
-
-def novelty(
-    excess_scores: np.ndarray,
-    errors: np.ndarray,
-    coords: np.ndarray,
-    reference_excess: np.ndarray,
-    reference_errors: np.ndarray,
-    reference_coords: np.ndarray,
-) -> np.ndarray:
-    """Novelty of placed cells: two z-scores, summed, as a z-score against the reference's own.
-
-    1. global: ``log(excess + floor)`` (:func:`excess`; ``floor`` is 0.001 times the reference's
-       median), z-scored against the reference cells' values;
-    2. local: :func:`local_error` (mean error against the reference cells nearby), z-scored
-       against the reference cells' own (each leaving itself out).
-
-    Each term catches what the other misses: a few marker genes the map cannot produce (1), a cell
-    explained worse than the reference cells where it was placed (2). 0 is a typical reference
-    cell; 2 is exceeded by about 2% of reference cells if their scores are Gaussian. High values
-    mean the map explains the cell worse than its own cells.
+    ``floor`` is 1% of the reference cells' mean excess (it keeps cells without any excess
+    finite). 0 is a typical reference cell; high values mean the map explains the cell worse,
+    on some genes, than it explains any of the reference cells where the cell lies.
     """
     reference_excess = np.asarray(reference_excess, dtype=np.float64)
-    floor = 1e-3 * float(np.median(reference_excess)) + 1e-12
-    glob_ref = np.log(reference_excess + floor)
-    glob = np.log(np.asarray(excess_scores, dtype=np.float64) + floor)
-    loc_ref = local_error(
-        reference_errors, reference_coords, reference_errors, reference_coords, leave_out_self=True
-    )
-    loc = local_error(errors, coords, reference_errors, reference_coords)
-    ref = _z(glob_ref, glob_ref) + _z(loc_ref, loc_ref)
-    return _z(_z(glob, glob_ref) + _z(loc, loc_ref), ref)
+    floor = 0.01 * float(reference_excess.mean()) + 1e-12
+    ref = np.log(reference_excess + floor)
+    values = np.log(np.asarray(excess_scores, dtype=np.float64) + floor)
+    return (values - ref.mean()) / (ref.std() + 1e-12)

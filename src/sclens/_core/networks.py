@@ -126,13 +126,21 @@ class IndexedNetwork(nn.Module):
 
 
 class CoordinateTable(nn.Module):
-    """One learnable coordinate per cell: ``idx -> coords[idx]``."""
+    """One learnable coordinate per cell: ``idx -> coords[idx]``.
 
-    def __init__(self, init: np.ndarray):
+    ``sparse=True``: the gradient of ``coords`` is a sparse tensor holding only the rows of the
+    batch, for a lazy optimiser (:class:`torch.optim.SparseAdam`, a ``"sparse": True`` param
+    group of :meth:`~sclens._core.engine.Trainer.optimize`) that moves only those rows.
+    """
+
+    def __init__(self, init: np.ndarray, sparse: bool = False):
         super().__init__()
         self.coords = nn.Parameter(torch.as_tensor(init, dtype=torch.float32).clone())
+        self.sparse = bool(sparse)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.sparse:
+            return nn.functional.embedding(idx, self.coords, sparse=True)
         return self.coords[idx]
 
 

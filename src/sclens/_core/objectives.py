@@ -265,20 +265,29 @@ class Reconstruction:
     """Mean :func:`cell_error` of ``decoder(encoder(idx) + noise * eps)`` against ``targets[idx]``.
 
     ``eps`` is standard Gaussian noise drawn from ``generator`` (the trainer's random stream),
-    only while the encoder is in training mode; ``noise=0`` is a plain reconstruction.
+    only while the encoder is in training mode; ``noise=0`` is a plain reconstruction. With
+    ``anneal=True`` the noise's standard deviation is ``noise * (1 - progress)``: it falls
+    linearly to 0 over the phase (:meth:`~sclens._core.engine.Trainer.optimize` sets
+    ``progress``, the fraction of the phase's steps already taken).
     """
 
     targets: torch.Tensor
     likelihood: str = "mse"
     noise: float = 0.0
     generator: torch.Generator | None = None
+    anneal: bool = False
+    progress: float = 0.0
+
+    def noise_std(self) -> float:
+        """The noise's standard deviation at the current ``progress``."""
+        return self.noise * (1.0 - self.progress) if self.anneal else self.noise
 
     def __call__(self, encoder, batch) -> Loss:
         idx = batch["idx"]
         z = encoder(idx)
         if self.noise > 0 and encoder.training:
             eps = torch.randn(z.shape, generator=self.generator, dtype=z.dtype)
-            z = z + self.noise * eps.to(z.device)
+            z = z + self.noise_std() * eps.to(z.device)
         decoder = encoder.decoder
         out = decoder(z)
         if self.targets.device != out.device:

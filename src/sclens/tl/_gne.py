@@ -14,7 +14,14 @@ from scipy import sparse
 
 from .._core.data import InputLayer, _is_integer, check_key, fit_pca, get_matrix
 from .._core.engine import Callback, CellSampler, Trainer
-from .._core.generative import excess_of, gene_errors, gene_thresholds, place
+from .._core.generative import (
+    excess_of,
+    gene_errors,
+    gene_thresholds,
+    local_thresholds,
+    place,
+    tail_errors,
+)
 from .._core.graph import knn
 from .._core.model import Model
 from .._core.networks import CoordinateTable, Decoder, GenerativeMap, IndexedNetwork, Network
@@ -163,14 +170,24 @@ def fit_generative(
     coord_learning_rate: float,
     neighbors: np.ndarray | None = None,
     neighbor_weight: float = 0.0,
+    anneal_noise: bool = True,
     device: str = "auto",
     random_state: int = 0,
     callbacks: Sequence[Callback] = (),
 ) -> Trainer:
-    """Train an encoder + decoder on reconstruction: GNE (coordinate table) or an autoencoder."""
+    """Train an encoder + decoder on reconstruction: GNE (coordinate table) or an autoencoder.
+
+    ``noise`` is the coordinate noise's initial standard deviation; with ``anneal_noise`` it falls
+    linearly to 0 over training. A :class:`CoordinateTable` with ``sparse=True`` is trained by
+    lazy Adam (only the batch's rows move) at ``coord_learning_rate``, the decoder by Adam.
+    """
     trainer = Trainer(model, device=device, random_state=random_state)
     objective = Reconstruction(
-        torch.as_tensor(X), likelihood, noise=noise, generator=trainer.generator
+        torch.as_tensor(X),
+        likelihood,
+        noise=noise,
+        generator=trainer.generator,
+        anneal=anneal_noise,
     )
     if neighbor_weight > 0:
         attraction = NeighborAttraction(torch.as_tensor(neighbors), generator=trainer.generator)
@@ -180,6 +197,7 @@ def fit_generative(
         {
             "params": list(model.encoder.parameters()),
             "lr": coord_learning_rate if coords else learning_rate,
+            "sparse": coords and model.encoder.sparse,
         },
         {"params": list(model.decoder.parameters())},
     ]
@@ -275,7 +293,7 @@ def gne(
     epochs: int = 60,
     batch_size: int = 512,
     learning_rate: float = 1e-3,
-    coord_learning_rate: float = 1.0,
+    coord_learning_rate: float = 3.0,
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
     random_state: int = 0,
     key_added: str = "gne",
@@ -286,14 +304,18 @@ def gne(
     Each cell i has a learnable coordinate e_i (``n_components``-D). A decoder G, a dense
     expansion layer (ELU), ``n_blocks`` residual blocks (Linear-ReLU-Linear added back) and an
     output layer, reconstructs the cell's expression from e_i. Coordinates and decoder are trained
-    jointly with Adam on minibatches of cells, minimising the error of ``G(e_i + noise * eps)``,
-    eps standard Gaussian: the noise keeps similar cells close, since a decoder that must explain
-    a cell from a blurred position is best served by neighbours that look alike. There is no
+    jointly on minibatches of cells, minimising the error of ``G(e_i + sigma_t * eps)``, eps
+    standard Gaussian: the noise keeps similar cells close, since a decoder that must explain
+    a cell from a blurred position is best served by neighbours that look alike. Its standard
+    deviation ``sigma_t`` starts at ``noise`` and falls linearly to 0 over training, so the map
+    organises early and the decoder fits exact positions at the end. The decoder is trained by
+    Adam, the coordinates by lazy Adam (:class:`torch.optim.SparseAdam`: only the cells of the
+    batch move, rather than every cell drifting on its decaying momentum). There is no
     encoder: the map is non-parametric, and the decoder makes it generative
     (:func:`sclens.tl.generate`, :func:`sclens.pl.gne_grid`). New cells are placed by optimising
     their coordinates against the frozen decoder (:func:`sclens.tl.project`), which also scores
-    how novel they are (errors beyond what the reference's own cells show, gene by gene and where
-    the cell lies).
+    how novel they are (errors beyond what the reference's own cells show, gene by gene, overall
+    and where the cell lies).
 
     Parameters
     ----------
@@ -312,8 +334,9 @@ def gne(
     n_blocks
         Residual blocks of the decoder.
     noise
-        Standard deviation of the Gaussian noise added to coordinates during training, in map
-        units (the initial map has standard deviation 10 along its first axis).
+        Initial standard deviation of the Gaussian noise added to coordinates during training,
+        in map units (the initial map has standard deviation 10 along its first axis); it is
+        annealed linearly to 0 over training.
     likelihood
         ``'mse'``: squared error on log-normalised expression. ``'nb'``: negative-binomial
         likelihood of raw counts (decoder outputs gene shares times the cell's total count,
@@ -331,7 +354,7 @@ def gne(
     learning_rate
         Adam learning rate of the decoder.
     coord_learning_rate
-        Adam learning rate of the coordinates (map units per step, roughly).
+        Learning rate of the coordinates' lazy Adam (map units per step, roughly).
     {doc_run}
 
     Returns
@@ -341,11 +364,13 @@ def gne(
     ``adata.obsm['X_gne']``
         Coordinates, ``(n_obs, n_components)``.
     ``adata.uns['gne']['params']``
-        The settings used.
+        The settings used, with ``coord_optimizer`` ('lazy adam') and ``noise_schedule``
+        ('linear to 0').
     ``adata.uns['gne']['model']``
         Decoder weights and config, genes, and for projection up to 2,000 reference positions
-        with their reconstruction errors, each gene's 99th-percentile error among them and their
-        excess over those (the novelty baseline); :func:`sclens.tl.project`,
+        with their reconstruction errors, each gene's 99.5th-percentile error among them, the
+        errors above it (sparse) and each reference cell's excess (the novelty baseline);
+        :func:`sclens.tl.project`,
         :func:`sclens.tl.generate` and :func:`sclens.save_model` read it.
     ``adata.uns['gne']['history']``
         Loss per epoch.
@@ -386,7 +411,7 @@ def gne(
         neighbors, _ = knn(((W - mean) @ comps).astype(np.float32), 15, random_state=random_state)
 
     decoder = new_decoder(X, n_components, hidden, n_blocks, likelihood, random_state)
-    model = GenerativeMap(CoordinateTable(coords0), decoder)
+    model = GenerativeMap(CoordinateTable(coords0, sparse=True), decoder)
     trainer = fit_generative(
         model,
         X,
@@ -419,17 +444,23 @@ def gne(
     decoder = decoder.cpu().eval()
     cell_err, gene_err = reconstruction_errors(decoder, coords, X)
 
-    # what projection needs without the AnnData: starting positions, and for novelty the reference's
-    # errors (generative.local_error), each gene's 99th-percentile error and the excess over it
+    # what projection needs without the AnnData: starting positions, and for novelty each gene's
+    # 99.5th-percentile error, the errors above it (for local thresholds: generative.excess) and
+    # the reference cells' own excess (each leaving itself out of its neighbours)
     rng = np.random.default_rng(random_state)
     sub = np.sort(rng.choice(len(X), size=min(N_REFERENCE, len(X)), replace=False))
     sub_errors = np.concatenate([e for _, e in gene_errors(decoder, X[sub], coords[sub])])
     thresholds = gene_thresholds(sub_errors)
+    tails = tail_errors(sub_errors, thresholds)
+    local = local_thresholds(coords[sub], coords[sub], tails, thresholds, leave_out_self=True)
     arrays = {
         "ref.coords": coords[sub],
         "ref.error": cell_err[sub],
         "ref.gene_threshold": thresholds,
-        "ref.excess": excess_of(sub_errors, thresholds),
+        "ref.tail_indptr": tails.indptr.astype(np.int64),
+        "ref.tail_indices": tails.indices.astype(np.int32),
+        "ref.tail_values": tails.data,
+        "ref.excess": excess_of(sub_errors, local),
     }
     stored = Model.with_decoder(
         "gne",
@@ -454,6 +485,8 @@ def gne(
             batch_size=batch_size,
             learning_rate=learning_rate,
             coord_learning_rate=coord_learning_rate,
+            coord_optimizer="lazy adam",
+            noise_schedule="linear to 0",
             random_state=random_state,
             device=str(trainer.device),
             interrupted=trainer.interrupted,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scanpy import logging as logg
+from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
 from .._core.data import check_key, query_matrix
@@ -31,7 +32,8 @@ def _reference_model(ref: AnnData | Model, key: str) -> Model:
 
 def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:
     """GNE projection: multi-start optimisation against the frozen decoder, and novelty."""
-    for k in ("ref.coords", "ref.error", "ref.gene_threshold", "ref.excess"):
+    needed = ("ref.coords", "ref.gene_threshold", "ref.tail_indptr", "ref.excess")
+    for k in needed:
         if k not in model.arrays:
             raise ModelError(
                 f"the GNE model has no {k!r} array (reference positions and error thresholds); "
@@ -39,7 +41,7 @@ def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:
             )
     settings = model.config.get("projection", {})
     decoder = model.decoder(device)
-    coords, errors = place(
+    coords, _ = place(
         decoder,
         X,
         np.asarray(model.arrays["ref.coords"], dtype=np.float32),
@@ -50,14 +52,12 @@ def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:
     )
     a = model.arrays
     thresholds = np.asarray(a["ref.gene_threshold"], dtype=np.float64)
-    score = novelty(
-        excess(decoder, X, coords, thresholds),
-        errors,
-        coords,
-        a["ref.excess"],
-        a["ref.error"],
-        a["ref.coords"],
+    ref_coords = np.asarray(a["ref.coords"], dtype=np.float32)
+    tails = sparse.csr_matrix(
+        (a["ref.tail_values"], a["ref.tail_indices"], a["ref.tail_indptr"]),
+        shape=(len(ref_coords), len(thresholds)),
     )
+    score = novelty(excess(decoder, X, coords, thresholds, ref_coords, tails), a["ref.excess"])
     return coords, score
 
 
@@ -132,13 +132,17 @@ def project(
     ``adata.obs[key]``, ``adata.obsm[key + '_proba']``
         For models with a cluster head (``den``): predicted clusters and their probabilities.
     ``adata.obs[key + '_novelty']``
-        For GNE maps, two terms at the cell's optimum, each a z-score against the reference
-        cells' own (measured at their own optimum), added and z-scored again: each gene's error
-        beyond the 99th percentile of that gene's error among the reference cells, summed over
-        genes (a few marker genes the map cannot produce are enough, where a mean over all genes
-        would dilute them), in log; and the log mean error minus that of the 50 nearest
-        reference cells. High means "this cell is unlike anything in the map" (above ~2-3 is
-        unusual).
+        For GNE maps: how much of the cell's expression the map cannot explain, gene by gene, at
+        the cell's optimum. A gene's error counts only beyond its threshold there: the larger of
+        the gene's 99.5th-percentile error among the reference cells and the second-largest error
+        on that gene among the 100 reference cells nearest on the map, a local 99th percentile
+        (errors that the map also makes for the reference cells where the cell lies are
+        ordinary). The excess over these
+        thresholds is summed over genes (a few marker genes the map cannot produce are enough,
+        where a mean over all genes would dilute them) and, in log, z-scored against the
+        reference cells' own excess (each measured at its own optimum, leaving itself out of its
+        neighbours). 0 is a typical reference cell, 1 one standard deviation above; high means
+        "this cell is unlike anything in the map where it lies" (above ~2-3 is unusual).
     ``adata.obs[col]``, ``adata.obs[col + '_confidence']``
         For each ``transfer`` column: the transferred label and the fraction of (distance-weighted)
         neighbour votes it received.
