@@ -8,20 +8,19 @@ seed, and on 80 % of the cells (``--split``; by default the split of ``tests/tes
 other 20 % are projected with ``sl.tl.project``. Held-out ARI compares their predicted clusters
 with the full model's; "seen" ARI compares the two models on the cells both were trained on.
 ``--pairs seed:split,...`` repeats this for several seeds and splits; with ``--out`` the rows go
-to ``<out>/den_stability.md`` and ``.json`` (torch threads recorded; they change the numbers).
+to ``<out>/den_stability.md`` and ``.json`` (with ``sl.get_num_threads()``: the thread count
+changes the numbers).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import prepare  # noqa: E402
@@ -51,26 +50,21 @@ def main() -> None:
         else [(args.seed, args.split)]
     )
     rows = []
-    for name in args.datasets.split(","):
-        path, _ = prepare(name, 0)
-    # preparing data can change torch's thread count in this process: set it after
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     for name, (seed, split) in ((n, pair) for n in args.datasets.split(",") for pair in pairs):
-        args.seed, args.split = seed, split
         path, label = prepare(name, 0)
         adata = sc.read_h5ad(path)
         truth = adata.obs[label].astype(str).to_numpy()
-        held = np.random.default_rng(args.split).random(adata.n_obs) < 0.2
+        held = np.random.default_rng(split).random(adata.n_obs) < 0.2
         t0 = time.perf_counter()
-        full = sl.tl.den(adata, random_state=args.seed, copy=True, **params)
+        full = sl.tl.den(adata, random_state=seed, copy=True, **params)
         secs = time.perf_counter() - t0
-        ref = sl.tl.den(adata[~held].copy(), random_state=args.seed, copy=True, **params)
+        ref = sl.tl.den(adata[~held].copy(), random_state=seed, copy=True, **params)
         query = sl.tl.project(adata[held].copy(), ref, key="den", copy=True)
         row = {
             "dataset": name,
             "params": params,
-            "seed": args.seed,
-            "split": args.split,
+            "seed": seed,
+            "split": split,
             "K": [full.uns["den"]["params"]["n_clusters"], ref.uns["den"]["params"]["n_clusters"]],
             "K_spectral": [
                 full.uns["den"]["spectrum"]["n_clusters"],
@@ -84,12 +78,12 @@ def main() -> None:
             "merges": np.round(full.uns["den"]["spectrum"]["merges"][:, 2], 3).tolist(),
         }
         if args.seeds:
-            other = sl.tl.den(adata, random_state=args.seed + 1, copy=True, **params)
+            other = sl.tl.den(adata, random_state=seed + 1, copy=True, **params)
             row["K"].append(other.uns["den"]["params"]["n_clusters"])
             row["seed_ari"] = ari(full.obs["den"], other.obs["den"])
             row["ari_seed1"] = ari(truth, other.obs["den"])
             row["nmi_seed1"] = nmi(truth, other.obs["den"])
-        row["threads"] = torch.get_num_threads()
+        row["threads"] = sl.get_num_threads()
         rows.append(row)
         print(
             json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),

@@ -82,8 +82,9 @@ def place(
     chunk_size: int = 2048,
     device: str | torch.device = "cpu",
     random_state: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Coordinates and reconstruction error (:func:`cell_error`) of each row of ``X``.
+) -> np.ndarray:
+    """Coordinates of each row of ``X``: of its starts, the optimum with the lowest
+    reconstruction error (:func:`cell_error`).
 
     ``X`` (cells x the decoder's genes, dense or sparse) is processed in chunks of cells; with
     ``starts`` (one coordinate per cell) those replace the candidate search.
@@ -98,7 +99,6 @@ def place(
     )
     n, d = X.shape[0], cand.shape[1]
     coords = np.empty((n, d), dtype=np.float32)
-    errors = np.empty(n, dtype=np.float64)
     try:
         for s in range(0, n, chunk_size):
             x = torch.as_tensor(dense_chunk(X, s, s + chunk_size))
@@ -129,11 +129,10 @@ def place(
                 best = err.argmin(1)
                 rows = torch.arange(c, device=z.device) * k + best
                 coords[s : s + c] = z[rows].cpu().numpy()
-                errors[s : s + c] = err[torch.arange(c), best].double().cpu().numpy()
     finally:
         for p, r in zip(decoder.parameters(), was, strict=True):
             p.requires_grad_(r)
-    return coords, errors
+    return coords
 
 
 @torch.no_grad()

@@ -431,7 +431,7 @@ def gne(
     model = model.cpu().eval()
     trained = model.encoder.coords.detach().numpy().copy()
     projection = {"n_starts": 4, "steps": PLACE_STEPS, "learning_rate": PLACE_LR}
-    coords, _ = place(
+    coords = place(
         decoder,
         X,
         trained,

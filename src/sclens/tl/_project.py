@@ -41,7 +41,7 @@ def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:
             )
     settings = model.config.get("projection", {})
     decoder = model.decoder(device)
-    coords, _ = place(
+    coords = place(
         decoder,
         X,
         np.asarray(model.arrays["ref.coords"], dtype=np.float32),
