@@ -16,10 +16,12 @@ default flavour; the preparation of ``benchmarks/run.py``). Then PCA (50 compone
 2. projection: train on 80% of cells, project 20% with ``sl.tl.project``, kNN label transfer
    accuracy and seconds;
 3. novelty: for each cell type (at least ``--min-type`` cells), train without it on 80% of the
-   other cells, project the other 20% plus every cell of the type, AUROC of ``gne_novelty``
-   for the left-out type versus the others; on the same projections, of the same excess with
-   global thresholds only (no local ones) and of the earlier score (z-score of the log mean
-   error).
+   other cells, project the other 20% plus every cell of the type, AUROC for the left-out type
+   versus the others of ``gne_novelty`` (groups: relative to the reference cells where a cell
+   lies, averaged over 15 query neighbours) and ``gne_novelty_cell`` (per cell); on the same
+   projections, of the group score without the local reference level (averaging only) and of
+   the earlier score (z-score of the log mean error); and, keeping only ``--few`` cells of the
+   left-out type in the query (mean over 5 draws), the AUROC of both scores.
 
 Results go into ``<out>/gne.json`` under the ``--hvg`` key; a run keeps the other gene
 selection's results there, and ``<out>/gne.md`` shows both side by side. ``--n-cells`` subsamples
@@ -108,16 +110,29 @@ def mean_error_score(ref, query):
     return (np.log(err) - log_ref.mean()) / log_ref.std()
 
 
-def excess_score(ref, query):
-    """``gne_novelty`` without its local thresholds: log excess over each gene's global
-    99.5th-percentile reference error only (``generative.excess`` without ``tails``)."""
+def group_scores(ref, query):
+    """``gne_novelty`` recomputed for subsets of the query (and without the local level).
+
+    Returns a function ``(keep, local) -> scores of query[keep]``: per-cell scores minus the
+    reference level where each cell lies (``local``) or not, averaged over query neighbours
+    within the subset, exactly as ``sl.tl.project`` does for the whole query."""
     import sclens as sl
-    from sclens._core.generative import excess
+    from sclens._core.generative import local_level, novelty, smooth_over_query
 
     model = sl.Model.from_uns(ref.uns["gne"]["model"])
-    X = dense(query[:, model.input_layer.var_names].X)
-    thresholds = np.asarray(model.arrays["ref.gene_threshold"], dtype=np.float64)
-    return np.log(excess(model.decoder(), X, query.obsm["X_gne"], thresholds) + 1e-12)
+    a = model.arrays
+    X = query[:, model.input_layer.var_names].X
+    cell = query.obs["gne_novelty_cell"].to_numpy()
+    own = novelty(a["ref.excess"], a["ref.excess"])
+    level = local_level(np.asarray(query.obsm["X_gne"]), a["ref.coords"], own)
+
+    def scores(keep, local=True):
+        values = cell - level if local else cell
+        return smooth_over_query(values[keep], X[keep], "mse", 15)
+
+    everything = np.ones(query.n_obs, dtype=bool)
+    np.testing.assert_allclose(scores(everything), query.obs["gne_novelty"].to_numpy())
+    return scores
 
 
 def main() -> None:
@@ -142,6 +157,9 @@ def main() -> None:
     p.add_argument("--small-batch", type=int, default=128)
     p.add_argument("--min-type", type=int, default=50)
     p.add_argument("--skip-novelty", action="store_true")
+    p.add_argument(
+        "--few", default="5,10,20", help="query sizes of the left-out type for the dilution test"
+    )
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,14 +246,28 @@ def main() -> None:
         sl.tl.gne(ref, **kw)
         sl.tl.project(query, ref, key="gne")
         y = is_t[is_t | test]
-        auroc = roc_auc_score(y, query.obs["gne_novelty"].to_numpy())
+        scores = group_scores(ref, query)
+        cell = query.obs["gne_novelty_cell"].to_numpy()
+        few = {}
+        for n in [int(v) for v in args.few.split(",") if int(v) < y.sum()]:
+            draws = []
+            for draw in range(5):
+                keep = ~y.copy()
+                keep[np.random.default_rng(draw).choice(np.flatnonzero(y), n, replace=False)] = True
+                draws.append(
+                    (roc_auc_score(y[keep], scores(keep)), roc_auc_score(y[keep], cell[keep]))
+                )
+            few[str(n)] = [float(v) for v in np.mean(draws, axis=0)]
+        everything = np.ones(len(y), dtype=bool)
         novel.append(
             {
                 "left_out": str(t),
                 "n_cells": int(is_t.sum()),
-                "auroc": float(auroc),
-                "auroc_excess": float(roc_auc_score(y, excess_score(ref, query))),
+                "auroc": float(roc_auc_score(y, query.obs["gne_novelty"].to_numpy())),
+                "auroc_cell": float(roc_auc_score(y, cell)),
+                "auroc_no_level": float(roc_auc_score(y, scores(everything, local=False))),
                 "auroc_mean_error": float(roc_auc_score(y, mean_error_score(ref, query))),
+                "few": few,
             }
         )
         print(json.dumps(novel[-1]), file=sys.stderr, flush=True)
@@ -297,10 +329,10 @@ def report(runs: dict) -> str:
         n = next(x["n_cells"] for x in first["novelty"] if x["left_out"] == t)
 
         def auroc(r, t=t):
-            hit = [x["auroc"] for x in r["novelty"] if x["left_out"] == t]
-            return f"{hit[0]:.3f}" if hit else "-"
+            hit = [x for x in r["novelty"] if x["left_out"] == t]
+            return f"{hit[0]['auroc']:.3f} / {hit[0]['auroc_cell']:.3f}" if hit else "-"
 
-        row(f"`gne_novelty` AUROC, {t} left out ({n} cells)", auroc)
+        row(f"novelty AUROC, groups / per cell, {t} left out ({n} cells)", auroc)
     lines += [
         "",
         "Reconstruction errors compare the two maps on the same genes; across columns they are "
@@ -344,21 +376,33 @@ def details(res: dict) -> list[str]:
         f"{pr['accuracy']:.3f}, {pr['seconds']:.1f} s.",
     ]
     if novel:
+        sizes = sorted({n for r in novel for n in r["few"]}, key=int)
         lines += [
             "",
-            "Novelty AUROC of each left-out type: `gne_novelty` (gene-by-gene excess over the "
-            "larger of each gene's 99.5th-percentile reference error and its second-largest error "
-            "among the 100 nearest reference cells), the same excess over the global thresholds only, "
-            "and the earlier score (z-score of the log mean error).",
+            "Novelty AUROC of each left-out type against the other projected cells: "
+            "`gne_novelty` (per-cell score minus the reference cells' own score among the 100 "
+            "nearest on the map, averaged over the cell and its 14 nearest query cells in "
+            "expression), the same average without the local reference level, "
+            "`gne_novelty_cell` (per cell: gene-by-gene excess over the larger of each gene's "
+            "99.5th-percentile reference error and its second-largest error among the 100 "
+            "nearest reference cells), and the earlier score (z-score of the log mean error). "
+            "Then, with only n cells of the left-out type in the query (mean of 5 draws), "
+            "`gne_novelty` / `gne_novelty_cell`.",
             "",
-            "| left-out type | cells | `gne_novelty` | global thresholds only | earlier score |",
-            "|---|---|---|---|---|",
+            "| left-out type | cells | `gne_novelty` | without local level | `gne_novelty_cell` "
+            "| earlier score | " + " | ".join(f"n = {n}" for n in sizes) + " |",
+            "|---|---|---|---|---|---|" + "---|" * len(sizes),
         ]
-        lines += [
-            f"| {r['left_out']} | {r['n_cells']} | {r['auroc']:.3f} | {r['auroc_excess']:.3f} "
-            f"| {r['auroc_mean_error']:.3f} |"
-            for r in novel
-        ]
+        for r in novel:
+            few = " | ".join(
+                f"{r['few'][n][0]:.3f} / {r['few'][n][1]:.3f}" if n in r["few"] else "-"
+                for n in sizes
+            )
+            lines.append(
+                f"| {r['left_out']} | {r['n_cells']} | {r['auroc']:.3f} | "
+                f"{r['auroc_no_level']:.3f} | {r['auroc_cell']:.3f} | "
+                f"{r['auroc_mean_error']:.3f} | {few} |"
+            )
     return lines
 
 

@@ -8,6 +8,9 @@ there is scored gene by gene: :func:`excess` sums how far each gene's error exce
 percentile of that gene's error among the reference cells (:func:`gene_thresholds`) and the
 second-largest error on that gene among the 100 reference cells nearest on the map
 (:func:`local_thresholds`); :func:`novelty` puts it on the reference cells' own scale.
+:func:`local_level` is the reference cells' typical score where a cell lies, and
+:func:`smooth_over_query` averages a score over each query cell's nearest query cells in
+expression.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import torch
 from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
+from .data import fit_pca
 from .engine import CellSampler, Trainer
+from .graph import knn
 from .networks import CoordinateTable, Decoder, GenerativeMap
 from .objectives import Reconstruction, cell_error
 
@@ -32,6 +37,8 @@ __all__ = [
     "excess",
     "excess_of",
     "novelty",
+    "local_level",
+    "smooth_over_query",
     "dense_chunk",
 ]
 
@@ -42,6 +49,9 @@ NOVELTY_QUANTILE = 0.995
 #: neighbour, e.g. a doublet, hide the cells placed near it)
 LOCAL_NEIGHBORS = 100
 LOCAL_RANK = 2
+#: principal components of the query's expression in which :func:`smooth_over_query` finds
+#: neighbours
+QUERY_PCS = 30
 
 
 def dense_chunk(X, start: int, stop: int) -> np.ndarray:
@@ -246,3 +256,51 @@ def novelty(excess_scores: np.ndarray, reference_excess: np.ndarray) -> np.ndarr
     ref = np.log(reference_excess + floor)
     values = np.log(np.asarray(excess_scores, dtype=np.float64) + floor)
     return (values - ref.mean()) / (ref.std() + 1e-12)
+
+
+def local_level(
+    coords: np.ndarray, reference_coords: np.ndarray, reference_scores: np.ndarray
+) -> np.ndarray:
+    """Mean of ``reference_scores`` over the ``LOCAL_NEIGHBORS`` reference positions nearest to
+    each of ``coords``: how well the map explains its own cells where each cell lies."""
+    k = min(LOCAL_NEIGHBORS, len(reference_coords))
+    nn = NearestNeighbors(n_neighbors=k).fit(reference_coords)
+    ind = nn.kneighbors(coords, return_distance=False)
+    return np.asarray(reference_scores, dtype=np.float64)[ind].mean(1)
+
+
+def _log_profiles(X, likelihood: str):
+    """What the query's expression neighbours are found in: ``X`` as it is (mse: already
+    log-normalised), log1p of counts per 10,000 (nb: raw counts). Sparse stays sparse."""
+    if likelihood == "mse":
+        return X
+    if sparse.issparse(X):
+        X = sparse.csr_matrix(X, dtype=np.float64)
+        depth = np.asarray(X.sum(1)).ravel()
+        out = sparse.diags(1e4 / np.maximum(depth, 1.0)) @ X
+        return out.log1p()
+    X = np.asarray(X, dtype=np.float64)
+    return np.log1p(1e4 * X / np.maximum(X.sum(1, keepdims=True), 1.0))
+
+
+def smooth_over_query(
+    scores: np.ndarray, X, likelihood: str, n_neighbors: int, *, random_state: int = 0
+) -> np.ndarray:
+    """Each cell's mean score over itself and its ``n_neighbors - 1`` nearest query cells.
+
+    Neighbours are found in the first :data:`QUERY_PCS` principal components of the query's own
+    expression (the decoder's genes; :func:`_log_profiles`). A cell type missing from the map
+    forms a group of cells that are all poorly explained, whereas a known cell that the map
+    explains badly (a doublet, a stressed or cycling cell, a member of a population the reference
+    barely has) mostly has neighbours that the map explains well; the mean keeps the first and
+    damps the second. ``n_neighbors=1`` (or a query of one cell) returns ``scores`` unchanged.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    k = min(int(n_neighbors), len(scores)) - 1
+    if k < 1:
+        return scores.copy()
+    values = _log_profiles(X, likelihood)
+    mean, comps = fit_pca(values, QUERY_PCS, random_state=random_state)
+    pcs = np.asarray(values @ comps) - mean @ comps
+    idx, _ = knn(pcs.astype(np.float32), k, random_state=random_state)
+    return (scores + scores[idx].sum(1)) / (k + 1)

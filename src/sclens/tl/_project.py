@@ -14,7 +14,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from .._core.data import check_key, query_matrix
 from .._core.engine import resolve_device
-from .._core.generative import excess, novelty, place
+from .._core.generative import excess, local_level, novelty, place, smooth_over_query
 from .._core.model import Model, ModelError
 from .._core.threads import fixed_threads
 from ._common import start_adata, stored_model
@@ -30,8 +30,12 @@ def _reference_model(ref: AnnData | Model, key: str) -> Model:
     return stored_model(ref, key, "ref")
 
 
-def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:
-    """GNE projection: multi-start optimisation against the frozen decoder, and novelty."""
+def _place_gne(
+    model: Model, X, device, novelty_neighbors: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GNE projection: multi-start optimisation against the frozen decoder, and novelty: per
+    cell, and relative to the reference cells where each cell lies, averaged over its nearest
+    query cells."""
     needed = ("ref.coords", "ref.gene_threshold", "ref.tail_indptr", "ref.excess")
     for k in needed:
         if k not in model.arrays:
@@ -57,8 +61,11 @@ def _place_gne(model: Model, X, device) -> tuple[np.ndarray, np.ndarray]:
         (a["ref.tail_values"], a["ref.tail_indices"], a["ref.tail_indptr"]),
         shape=(len(ref_coords), len(thresholds)),
     )
-    score = novelty(excess(decoder, X, coords, thresholds, ref_coords, tails), a["ref.excess"])
-    return coords, score
+    ref_excess = np.asarray(a["ref.excess"], dtype=np.float64)
+    score = novelty(excess(decoder, X, coords, thresholds, ref_coords, tails), ref_excess)
+    level = local_level(coords, ref_coords, novelty(ref_excess, ref_excess))
+    relative = smooth_over_query(score - level, X, decoder.config["likelihood"], novelty_neighbors)
+    return coords, relative, score
 
 
 def transfer_labels(
@@ -90,6 +97,7 @@ def project(
     key: str = "ptsne",
     transfer: Sequence[str] | str | None = None,
     n_neighbors: int = 15,
+    novelty_neighbors: int = 15,
     device: Literal["auto", "cpu", "cuda"] | str = "cpu",
     copy: bool = False,
 ) -> AnnData | None:
@@ -99,7 +107,8 @@ def project(
     encoder, each query cell is placed by optimisation with the decoder frozen: it starts at the
     best few of the reference positions stored in the model (those whose decoded profiles are
     closest to it), each start is optimised with Adam, and the best optimum is kept. The
-    errors left there give ``obs['gne_novelty']``.
+    errors left there give ``obs['gne_novelty_cell']``, and its mean over each cell's nearest
+    query cells ``obs['gne_novelty']``.
 
     The query's genes are aligned to the model's by name: reordered, extra genes ignored, missing
     genes set to zero with a warning that says how many; fewer than half shared raises an error.
@@ -118,6 +127,10 @@ def project(
         ``.obs`` columns of the reference to transfer by kNN in the map.
     n_neighbors
         Reference neighbours that vote in ``transfer``.
+    novelty_neighbors
+        GNE maps: ``obs[key + '_novelty']`` is the mean of the per-cell score over the cell and
+        its ``novelty_neighbors - 1`` nearest query cells (in 30 principal components of the
+        query's expression of the model's genes). ``1`` gives the per-cell score itself.
     device
         Where to run the network.
     copy
@@ -131,23 +144,42 @@ def project(
         The query's coordinates in the reference map.
     ``adata.obs[key]``, ``adata.obsm[key + '_proba']``
         For models with a cluster head (``den``): predicted clusters and their probabilities.
-    ``adata.obs[key + '_novelty']``
+    ``adata.obs[key + '_novelty_cell']``
         For GNE maps: how much of the cell's expression the map cannot explain, gene by gene, at
         the cell's optimum. A gene's error counts only beyond its threshold there: the larger of
         the gene's 99.5th-percentile error among the reference cells and the second-largest error
         on that gene among the 100 reference cells nearest on the map, a local 99th percentile
         (errors that the map also makes for the reference cells where the cell lies are
-        ordinary). The excess over these
-        thresholds is summed over genes (a few marker genes the map cannot produce are enough,
-        where a mean over all genes would dilute them) and, in log, z-scored against the
-        reference cells' own excess (each measured at its own optimum, leaving itself out of its
-        neighbours). 0 is a typical reference cell, 1 one standard deviation above; high means
-        "this cell is unlike anything in the map where it lies" (above ~2-3 is unusual).
+        ordinary). The excess over these thresholds is summed over genes (a few marker genes the
+        map cannot produce are enough, where a mean over all genes would dilute them) and, in
+        log, z-scored against the reference cells' own excess (each measured at its own optimum,
+        leaving itself out of its neighbours). 0 is a typical reference cell, 1 one standard
+        deviation above; high means "this cell is unlike anything in the map where it lies"
+        (above ~2-3 is unusual).
+    ``adata.obs[key + '_novelty']``
+        For GNE maps: novelty of groups of cells. Each cell's ``key + '_novelty_cell'`` minus
+        the mean of the reference cells' own scores among the 100 nearest on the map (small,
+        varied populations such as stellate or endothelial cells are explained less well than
+        the big ones, in the reference too), averaged over the cell and its
+        ``novelty_neighbors - 1`` nearest query cells in expression. A cell type missing from the
+        reference is a group of poorly explained cells; a known cell that the map happens to
+        explain badly (a doublet, a cycling or stressed cell) mostly has well explained
+        neighbours. 0 means "explained as well as the reference cells there". This separates a
+        left-out type far better than the per-cell score once it has about 10 or more cells in
+        the query (Baron pancreas, each type left out in turn: AUROC 0.83-1.00 against
+        0.64-0.99), but a lone novel cell among known ones is diluted: look at
+        ``_novelty_cell`` for those.
     ``adata.obs[col]``, ``adata.obs[col + '_confidence']``
         For each ``transfer`` column: the transferred label and the fraction of (distance-weighted)
         neighbour votes it received.
     """
     model = _reference_model(ref, key)
+    if isinstance(novelty_neighbors, bool) or not isinstance(novelty_neighbors, int | np.integer):
+        raise TypeError(f"`novelty_neighbors` must be an integer, got {novelty_neighbors!r}.")
+    if novelty_neighbors < 1:
+        raise ValueError(
+            f"`novelty_neighbors` must be at least 1 (1: no averaging), got {novelty_neighbors}."
+        )
     transfer = [transfer] if isinstance(transfer, str) else list(transfer or [])
     if transfer:
         if not isinstance(ref, AnnData):
@@ -160,9 +192,9 @@ def project(
     adata = start_adata(adata, "project", copy)
     start = logg.info(f"projecting {adata.n_obs} cells onto the {model.method!r} map")
     X = query_matrix(adata, model.input_layer)
-    proba = score = None
+    proba = score = cell_score = None
     if model.method == "gne":
-        coords, score = _place_gne(model, X, resolve_device(device))
+        coords, score, cell_score = _place_gne(model, X, resolve_device(device), novelty_neighbors)
     else:
         network = model.network(resolve_device(device))
         coords = network.transform(model.input_layer.transform(X))
@@ -182,6 +214,7 @@ def project(
         adata.obsm[f"{key}_proba"] = proba
     if score is not None:
         adata.obs[f"{key}_novelty"] = score
+        adata.obs[f"{key}_novelty_cell"] = cell_score
     for col, (labels, conf) in results.items():
         adata.obs[col] = pd.Categorical(labels, categories=labels.categories)
         adata.obs[f"{col}_confidence"] = conf
