@@ -23,8 +23,9 @@ default flavour; the preparation of ``benchmarks/run.py``). Then PCA (50 compone
    the earlier score (z-score of the log mean error); and, keeping only ``--few`` cells of the
    left-out type in the query (mean over 5 draws), the AUROC of both scores.
 
-Results go into ``<out>/gne.json`` under the ``--hvg`` key; a run keeps the other gene
-selection's results there, and ``<out>/gne.md`` shows both side by side. ``--n-cells`` subsamples
+Results go into ``<out>/gne.json`` (``gne_<dataset>.json`` for another ``--dataset``) under the
+``--hvg`` key; a run keeps the other gene selection's results there, and ``<out>/gne.md``
+(``gne_<dataset>.md``) shows both side by side. ``--n-cells`` subsamples
 for a smoke test.
 """
 
@@ -296,14 +297,15 @@ def main() -> None:
     res["novelty_seeds"] = seeds
 
     # keep the other gene selection's results (an older single-run file is replaced)
-    path = out / "gne.json"
+    stem = "gne" if args.dataset == "baron" else f"gne_{args.dataset}"
+    path = out / f"{stem}.json"
     runs = json.loads(path.read_text()) if path.exists() else {}
     runs = {k: v for k, v in runs.items() if k in HVG}
     runs[args.hvg] = res
     runs = {k: runs[k] for k in HVG if k in runs}
     path.write_text(json.dumps(runs, indent=1))
     text = report(runs)
-    (out / "gne.md").write_text(text)
+    (out / f"{stem}.md").write_text(text)
     print(text)
 
 
@@ -311,11 +313,15 @@ def report(runs: dict) -> str:
     """Markdown: the gene selections side by side, then each run's full tables."""
     names = list(runs)
     first = runs[names[0]]
+    genes = (
+        "with 2,000 genes chosen by Pearson residuals of the raw counts (`pearson`, as the "
+        "tutorials do) or by scanpy's default `seurat` flavour on log-normalised data (`seurat`)."
+        if first["dataset"] == "baron"
+        else f"on its {first['n_genes']:,} genes (`seurat`: log-normalised)."
+    )
     lines = [
         f"GNE on {first['dataset']} ({first['n_cells']} cells, {first['epochs']} epochs, "
-        f"batch {first['batch_size']}), with 2,000 genes chosen by Pearson residuals of the raw "
-        "counts (`pearson`, as the tutorials do) or by scanpy's default `seurat` flavour on "
-        "log-normalised data (`seurat`).",
+        f"batch {first['batch_size']}), {genes}",
         "",
         "| | " + " | ".join(f"`{n}` genes" for n in names) + " |",
         "|---|" + "---|" * len(names),
@@ -324,7 +330,8 @@ def report(runs: dict) -> str:
     def row(title, fmt):
         lines.append(f"| {title} | " + " | ".join(fmt(runs[n]) for n in names) + " |")
 
-    row("markers kept (of " + ", ".join(MARKERS) + ")", lambda r: ", ".join(r["markers_kept"]))
+    if first["dataset"] == "baron":
+        row("markers kept (of " + ", ".join(MARKERS) + ")", lambda r: ", ".join(r["markers_kept"]))
 
     def maps(r, m):
         return next(x for x in r["maps"] if x["method"] == m)
@@ -355,12 +362,13 @@ def report(runs: dict) -> str:
             return f"{hit[0]['auroc']:.3f} / {hit[0]['auroc_cell']:.3f}" if hit else "-"
 
         row(f"novelty AUROC, groups / per cell, {t} left out ({n} cells)", auroc)
-    lines += [
-        "",
-        "Reconstruction errors compare the two maps on the same genes; across columns they are "
-        "errors on different genes (Pearson residuals favour strongly expressed genes, whose "
-        "log-expression varies more) and are not comparable.",
-    ]
+    if len(names) > 1:
+        lines += [
+            "",
+            "Reconstruction errors compare the two maps on the same genes; across columns they "
+            "are errors on different genes (Pearson residuals favour strongly expressed genes, "
+            "whose log-expression varies more) and are not comparable.",
+        ]
     for name in names:
         lines += ["", f"**`{name}` genes**", ""] + details(runs[name])
     return "\n".join(lines) + "\n"
