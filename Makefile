@@ -35,6 +35,7 @@ bench: $(VENV)/.installed-test  ## benchmarks against scanpy (slow; not run by C
 	$(PY) benchmarks/gne.py --out benchmarks/results --hvg seurat
 	$(PY) benchmarks/gne.py --out benchmarks/results --hvg pearson
 	$(PY) benchmarks/gne.py --out benchmarks/results --dataset pbmc10x --seeds ""
+	$(PY) benchmarks/gne_nb.py --out benchmarks/results
 	$(PY) benchmarks/rank_genes.py --out benchmarks/results
 
 bench-scale: $(VENV)/.installed-test  ## 100k / 300k / 1M cells backed on disk (about an hour, ~10 GB of disk)
