@@ -122,7 +122,7 @@ def test_local_level_is_the_reference_score_where_a_cell_lies():
     np.testing.assert_allclose(level, [0.0, 1.0, 0.5])
 
 
-def test_smoothing_over_query_neighbours_keeps_groups_and_damps_lone_cells():
+def test_smoothing_over_query_neighbours_keeps_groups_and_damps_lone_cells(monkeypatch):
     from sclens._core.generative import smooth_over_query
 
     rng = np.random.default_rng(0)
@@ -137,6 +137,12 @@ def test_smoothing_over_query_neighbours_keeps_groups_and_damps_lone_cells():
     # a cell's value is its mean with its 14 nearest (Euclidean; here the groups are far apart)
     d = ((X[70] - X[40:]) ** 2).sum(1)
     np.testing.assert_allclose(out[70], scores[40:][np.argsort(d)[:15]].mean(), rtol=1e-6)
+    # PCs fitted on a subset of a large query: the same groups
+    from sclens._core import generative
+
+    monkeypatch.setattr(generative, "QUERY_PCA_CELLS", 50)
+    assert roc_auc_score(group, smooth_over_query(scores, X, "mse", 15)) == 1.0
+    monkeypatch.undo()
     np.testing.assert_array_equal(smooth_over_query(scores, X, "mse", 1), scores)
     np.testing.assert_array_equal(smooth_over_query(scores[:1], X[:1], "mse", 15), scores[:1])
     # counts (nb) are compared as log1p of counts per 10,000, dense or sparse alike

@@ -52,6 +52,8 @@ LOCAL_RANK = 2
 #: principal components of the query's expression in which :func:`smooth_over_query` finds
 #: neighbours
 QUERY_PCS = 30
+#: ... fitted on at most this many query cells (a random subset), then applied to all of them
+QUERY_PCA_CELLS = 20_000
 
 
 def dense_chunk(X, start: int, stop: int) -> np.ndarray:
@@ -289,7 +291,8 @@ def smooth_over_query(
     """Each cell's mean score over itself and its ``n_neighbors - 1`` nearest query cells.
 
     Neighbours are found in the first :data:`QUERY_PCS` principal components of the query's own
-    expression (the decoder's genes; :func:`_log_profiles`). A cell type missing from the map
+    expression (the decoder's genes; :func:`_log_profiles`), fitted on up to
+    :data:`QUERY_PCA_CELLS` of its cells. A cell type missing from the map
     forms a group of cells that are all poorly explained, whereas a known cell that the map
     explains badly (a doublet, a stressed or cycling cell, a member of a population the reference
     barely has) mostly has neighbours that the map explains well; the mean keeps the first and
@@ -300,7 +303,19 @@ def smooth_over_query(
     if k < 1:
         return scores.copy()
     values = _log_profiles(X, likelihood)
-    mean, comps = fit_pca(values, QUERY_PCS, random_state=random_state)
-    pcs = np.asarray(values @ comps) - mean @ comps
-    idx, _ = knn(pcs.astype(np.float32), k, random_state=random_state)
+    n = values.shape[0]
+    fit = values
+    if n > QUERY_PCA_CELLS:
+        rng = np.random.default_rng(random_state)
+        fit = values[np.sort(rng.choice(n, QUERY_PCA_CELLS, replace=False))]
+    mean, comps = fit_pca(fit, QUERY_PCS, random_state=random_state)
+    shift = mean @ comps
+    pcs = np.empty((n, comps.shape[1]), dtype=np.float32)
+    for s in range(0, n, 8192):  # float64 products, as fit_pca computes
+        block = values[s : s + 8192]
+        block = (
+            block.astype(np.float64) if sparse.issparse(block) else np.asarray(block, np.float64)
+        )
+        pcs[s : s + 8192] = np.asarray(block @ comps) - shift
+    idx, _ = knn(pcs, k, random_state=random_state)
     return (scores + scores[idx].sum(1)) / (k + 1)
