@@ -50,9 +50,12 @@ def main() -> None:
         else [(args.seed, args.split)]
     )
     rows = []
+    data = {}  # each data set read once, whatever the number of pairs
     for name, (seed, split) in ((n, pair) for n in args.datasets.split(",") for pair in pairs):
-        path, label = prepare(name, 0)
-        adata = sc.read_h5ad(path)
+        if name not in data:
+            path, label = prepare(name, 0)
+            data[name] = (sc.read_h5ad(path), label)
+        adata, label = data[name]
         truth = adata.obs[label].astype(str).to_numpy()
         held = np.random.default_rng(split).random(adata.n_obs) < 0.2
         t0 = time.perf_counter()

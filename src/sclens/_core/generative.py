@@ -22,7 +22,7 @@ import torch
 from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
-from .data import fit_pca
+from .data import InputLayer, fit_pca
 from .engine import CellSampler, Trainer
 from .graph import knn
 from .networks import CoordinateTable, Decoder, GenerativeMap
@@ -179,6 +179,17 @@ def tail_errors(errors: np.ndarray, thresholds: np.ndarray) -> sparse.csr_matrix
     return sparse.csr_matrix(np.where(errors > thresholds[None, :], errors, 0.0))
 
 
+def _nearest_reference(
+    coords: np.ndarray, reference_coords: np.ndarray, *, leave_out_self: bool = False
+) -> np.ndarray:
+    """Indices of the ``LOCAL_NEIGHBORS`` reference positions nearest to each of ``coords`` (all
+    of them if fewer); ``leave_out_self``: ``coords`` are those positions, each skips itself."""
+    skip = int(leave_out_self)
+    k = max(min(LOCAL_NEIGHBORS, len(reference_coords) - skip), 1)
+    nn = NearestNeighbors(n_neighbors=min(k + skip, len(reference_coords))).fit(reference_coords)
+    return nn.kneighbors(coords, return_distance=False)[:, skip:]
+
+
 def local_thresholds(
     coords: np.ndarray,
     reference_coords: np.ndarray,
@@ -194,10 +205,7 @@ def local_thresholds(
     :func:`tail_errors`). ``leave_out_self``: ``coords`` are the reference positions themselves;
     each skips itself. Returns ``(len(coords), n_genes)``.
     """
-    skip = int(leave_out_self)
-    k = max(min(LOCAL_NEIGHBORS, len(reference_coords) - skip), 1)
-    nn = NearestNeighbors(n_neighbors=min(k + skip, len(reference_coords))).fit(reference_coords)
-    ind = nn.kneighbors(coords, return_distance=False)[:, skip:]
+    ind = _nearest_reference(coords, reference_coords, leave_out_self=leave_out_self)
     k = ind.shape[1]
     n_genes = len(thresholds)
     out = np.repeat(np.asarray(thresholds, dtype=np.float64)[None, :], len(coords), axis=0)
@@ -265,9 +273,7 @@ def local_level(
 ) -> np.ndarray:
     """Mean of ``reference_scores`` over the ``LOCAL_NEIGHBORS`` reference positions nearest to
     each of ``coords``: how well the map explains its own cells where each cell lies."""
-    k = min(LOCAL_NEIGHBORS, len(reference_coords))
-    nn = NearestNeighbors(n_neighbors=k).fit(reference_coords)
-    ind = nn.kneighbors(coords, return_distance=False)
+    ind = _nearest_reference(coords, reference_coords)
     return np.asarray(reference_scores, dtype=np.float64)[ind].mean(1)
 
 
@@ -309,13 +315,6 @@ def smooth_over_query(
         rng = np.random.default_rng(random_state)
         fit = values[np.sort(rng.choice(n, QUERY_PCA_CELLS, replace=False))]
     mean, comps = fit_pca(fit, QUERY_PCS, random_state=random_state)
-    shift = mean @ comps
-    pcs = np.empty((n, comps.shape[1]), dtype=np.float32)
-    for s in range(0, n, 8192):  # float64 products, as fit_pca computes
-        block = values[s : s + 8192]
-        block = (
-            block.astype(np.float64) if sparse.issparse(block) else np.asarray(block, np.float64)
-        )
-        pcs[s : s + 8192] = np.asarray(block @ comps) - shift
+    pcs = InputLayer("genes", None, mean, comps, 1.0).transform(values)  # chunked, float64 sums
     idx, _ = knn(pcs, k, random_state=random_state)
     return (scores + scores[idx].sum(1)) / (k + 1)
