@@ -53,8 +53,27 @@ def _init_distributed(device: str) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def check_paths(args: argparse.Namespace) -> None:
+    """Fail before any training if the input is missing or the output cannot be written."""
+    from pathlib import Path
+
+    src, out = Path(args.input), Path(args.output)
+    if not src.is_file():
+        raise SystemExit(f"error: --input {src} does not exist (or is not a file).")
+    if out.suffix != ".h5ad":
+        raise SystemExit(f"error: --output {out} must end in .h5ad.")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise SystemExit(
+            f"error: the folder of --output, {parent}, does not exist; create it first."
+        )
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise SystemExit(f"error: --output {out} is not writable.")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_paths(args)
     import anndata as ad
     import scanpy as sc
 

@@ -199,6 +199,8 @@ class InputLayer:
     scale: float
     var_names: np.ndarray | None = None
     integer_input: bool = False
+    #: share of negative values in the training input (``None``: not recorded, older models)
+    negative_fraction: float | None = None
 
     @property
     def n_in(self) -> int:
@@ -239,6 +241,11 @@ class InputLayer:
             "key": self.key,
             "scale": float(self.scale),
             "integer_input": bool(self.integer_input),
+            **(
+                {}
+                if self.negative_fraction is None
+                else {"negative_fraction": float(self.negative_fraction)}
+            ),
         }
 
     @classmethod
@@ -254,15 +261,46 @@ class InputLayer:
             scale=float(config["scale"]),
             var_names=None if var_names is None else np.asarray(var_names).astype(str),
             integer_input=bool(config.get("integer_input", False)),
+            negative_fraction=(
+                None
+                if config.get("negative_fraction") is None
+                else float(config["negative_fraction"])
+            ),
         )
 
 
-def _is_integer(X) -> bool:
+def _sample_values(X) -> np.ndarray:
+    """Up to 100,000 stored values from the first 2,000 rows (zeros of sparse data excluded)."""
     if isinstance(X, RowChunks):
         X = X[: min(X.shape[0], 2000)]
+    elif X.shape[0] > 2000:
+        X = X[:2000]
     values = X.data if sparse.issparse(X) else np.asarray(X)
-    sample = values.ravel()[:100_000]
+    return np.asarray(values).ravel()[:100_000]
+
+
+def _is_integer(X) -> bool:
+    sample = _sample_values(X)
     return bool(sample.size) and bool(np.all(np.mod(sample, 1) == 0))
+
+
+def negative_fraction(X) -> float:
+    """Share of negative values among the sampled entries (for the scaled-query check)."""
+    sample = _sample_values(X)
+    return float((sample < 0).mean()) if sample.size else 0.0
+
+
+def warn_if_counts(X, what: str, func: str, hint: str = "") -> None:
+    """Warn when a matrix that should be log-normalised looks like raw counts."""
+    sample = _sample_values(X)
+    if sample.size and np.all(np.mod(sample, 1) == 0) and sample.max() > 30:
+        warnings.warn(
+            f"{what} looks like raw counts (integers up to {sample.max():g}), but `{func}` expects "
+            "log-normalised expression. Run `sc.pp.normalize_total(adata)` and "
+            f"`sc.pp.log1p(adata)` first{hint}.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _scanpy_pca_layer(adata: AnnData, X, n_pcs: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -289,6 +327,7 @@ def prepare_input(
     n_pcs: int | None,
     layer: str | None,
     random_state: int = 0,
+    func: str = "this tool",
 ) -> tuple[InputLayer, np.ndarray]:
     """Decide what a network reads and compute its training features.
 
@@ -335,6 +374,9 @@ def prepare_input(
         )
     n_pcs = 50 if n_pcs is None else int(n_pcs)
     integer = _is_integer(X)
+    what = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    warn_if_counts(X, what, func)
+    negatives = negative_fraction(X)
 
     if use_rep == "X" or n_pcs == 0 or (use_rep is None and X.shape[1] <= n_pcs):
         Xf = _as_float(X)
@@ -344,7 +386,9 @@ def prepare_input(
         else:
             mean_sq = _mean(Xf.multiply(Xf) if sparse.issparse(Xf) else Xf**2)
         sd = np.sqrt(np.maximum(mean_sq - mean**2, 0))
-        inp = InputLayer("genes", layer, mean, None, float(sd.max() or 1.0), var_names, integer)
+        inp = InputLayer(
+            "genes", layer, mean, None, float(sd.max() or 1.0), var_names, integer, negatives
+        )
         return inp, inp.transform(X)
 
     found = _scanpy_pca_layer(adata, X, n_pcs) if layer is None else None
@@ -365,10 +409,42 @@ def prepare_input(
         cols = np.flatnonzero(used)
         X = X.select_columns(cols) if isinstance(X, RowChunks) else X[:, cols]
         mean, loadings, var_names = mean[used], loadings[used], var_names[used]
-    inp = InputLayer("genes", layer, mean, loadings, 1.0, var_names, integer)
+    inp = InputLayer("genes", layer, mean, loadings, 1.0, var_names, integer, negatives)
     inp.scale = float(inp.transform(X).std(axis=0).max() or 1.0)
     # recompute rather than rescale, so training uses the exact arithmetic of projection
     return inp, inp.transform(X)
+
+
+def check_query_scale(X, inp: InputLayer) -> None:
+    """Warn when the query is on another scale than the model's training input.
+
+    Raw counts against a normalised model, and a scaled query (``sc.pp.scale``: about half the
+    entries negative) against a model trained on non-negative log-normalised values (or the
+    other way round), are placed confidently but wrongly.
+    """
+    sample = _sample_values(X)
+    if not sample.size:
+        return
+    if inp.integer_input is False and np.all(np.mod(sample, 1) == 0) and sample.max() > 30:
+        warnings.warn(
+            "The query looks like raw counts but the model was trained on non-integer (normalised) "
+            "values; normalise the query the same way as the reference before projecting.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if inp.negative_fraction is None:
+        return
+    ref_neg, query_neg = inp.negative_fraction, float((sample < 0).mean())
+    if (ref_neg < 0.01 and query_neg > 0.05) or (ref_neg > 0.05 and query_neg < 0.01):
+        warnings.warn(
+            f"{query_neg:.0%} of the query's values are negative against {ref_neg:.0%} in the "
+            "model's training data: the query looks "
+            + ("scaled (e.g. `sc.pp.scale`)" if query_neg > ref_neg else "unscaled")
+            + " while the reference was not. Prepare the query exactly like the reference "
+            "(e.g. `normalize_total` + `log1p`, scaled only if the reference was) before projecting.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def query_matrix(query: AnnData, inp: InputLayer, *, min_shared: float = 0.5):
@@ -416,16 +492,7 @@ def query_matrix(query: AnnData, inp: InputLayer, *, min_shared: float = 0.5):
             f"from the query and are set to zero (e.g. {', '.join(missing[:5])}).",
             stacklevel=2,
         )
-    if (
-        inp.integer_input is False
-        and _is_integer(X)
-        and np.max(X.data if sparse.issparse(X) else X) > 30
-    ):
-        warnings.warn(
-            "The query looks like raw counts but the model was trained on non-integer (normalised) "
-            "values; normalise the query the same way as the reference before projecting.",
-            stacklevel=2,
-        )
+    check_query_scale(X, inp)
     if n_shared == n_ref and np.array_equal(pos, np.arange(n_ref)) and X.shape[1] == n_ref:
         return X
     cols = np.flatnonzero(shared)

@@ -122,6 +122,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(int(random_state))
         self.history: list[dict[str, float | str | int]] = []
         self.interrupted = False
+        #: phases that ran all their epochs (or stopped early by a callback), in order
+        self.finished_phases: list[str] = []
 
     def optimize(
         self,
@@ -151,7 +153,10 @@ class Trainer:
         attribute has it set before each step to the fraction of the phase's steps taken
         (0 at the first step), e.g. for annealed noise.
         """
-        if self.interrupted or n_epochs <= 0:
+        if self.interrupted:
+            return self
+        if n_epochs <= 0:
+            self.finished_phases.append(phase)
             return self
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}.")
@@ -222,6 +227,7 @@ class Trainer:
                     cb(phase, epoch, record.get("loss", np.nan), self.encoder) for cb in callbacks
                 ):
                     break
+            self.finished_phases.append(phase)
         except KeyboardInterrupt:
             self.interrupted = True
             logg.warning(
@@ -231,6 +237,39 @@ class Trainer:
             bar.close()
             self.encoder.eval()
         return self
+
+    def epochs_done(self, *phases: str) -> int:
+        """Completed epochs of the given phases (all phases when none are named)."""
+        return sum(1 for rec in self.history if not phases or rec["phase"] in phases)
+
+    def check_publishable(
+        self, func: str, *, needs: Sequence[str] = (), any_of: Sequence[str] = ()
+    ) -> None:
+        """After a Ctrl-C, decide whether what was trained may be written as a result.
+
+        ``needs``: phases that must have finished (e.g. DEN's cluster head, without which the
+        clusters would come from an untrained head); ``any_of``: phases of which at least one
+        epoch must have completed (a map trained for less than an epoch is its initialisation).
+        If either fails, a warning says so and :class:`KeyboardInterrupt` is raised again, so
+        nothing is written into the AnnData; otherwise an interrupted run is kept, and the
+        tool records ``interrupted`` and ``finished_phases`` in its params.
+        """
+        if not self.interrupted:
+            return
+        missing = [p for p in needs if p not in self.finished_phases]
+        too_early = bool(any_of) and self.epochs_done(*any_of) == 0
+        if missing or too_early:
+            what = (
+                f"phase(s) {missing} did not finish"
+                if missing
+                else f"no epoch of {list(any_of)} completed"
+            )
+            logg.warning(f"`{func}` was interrupted and {what}; nothing was written.")
+            raise KeyboardInterrupt(f"{func} interrupted before a usable result ({what})")
+        logg.warning(
+            f"`{func}` was interrupted: writing the result of the finished phases "
+            f"{self.finished_phases} and the partial one; see params['interrupted']."
+        )
 
     # -- data-parallel training (torch.distributed) -----------------------------------------------
     def _wrap(self, objective) -> nn.Module:

@@ -21,6 +21,7 @@ from .._core.objectives import AttractionRepulsion, umap_ab
 from .._core.threads import fixed_threads
 from ._common import auto_epochs, jsonable, seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
+from ._options import check_float, check_int, check_key_added, check_widths, resolve_seed
 
 __all__ = ["ardr"]
 
@@ -108,7 +109,7 @@ def ardr(
     early_exaggeration: float | None = None,
     hidden: Sequence[int] = (256, 256, 256),
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
-    random_state: int = 0,
+    random_state: int | None = 0,
     key_added: str = "ardr",
     copy: bool = False,
 ) -> AnnData | None:
@@ -225,8 +226,24 @@ def ardr(
             raise ValueError(
                 f"normalization must be in [0, 1] (0: UMAP-like, 1: t-SNE-like), got {normalization}."
             )
-    if int(n_components) < 1:
-        raise ValueError(f"n_components must be >= 1, got {n_components}.")
+    n_components = check_int(n_components, "n_components")
+    if n_pcs is not None:
+        n_pcs = check_int(n_pcs, "n_pcs", low=0)
+    perplexity = check_float(perplexity, "perplexity", low=0, low_open=True)
+    n_neighbors = check_int(n_neighbors, "n_neighbors", low=2)
+    min_dist = check_float(min_dist, "min_dist", low=0, high=1)
+    if n_epochs is not None:
+        n_epochs = check_int(n_epochs, "n_epochs")
+    batch_size = check_int(batch_size, "batch_size")
+    if early_exaggeration is not None:
+        early_exaggeration = check_float(
+            early_exaggeration, "early_exaggeration", low=0, low_open=True
+        )
+    if learning_rate is not None:
+        learning_rate = check_float(learning_rate, "learning_rate", low=0, low_open=True)
+    hidden = check_widths(hidden)
+    random_state = resolve_seed(random_state)
+    check_key_added(adata, key_added)
     if method == "mds" and metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
     if sampled_pairs is not None:
@@ -240,8 +257,6 @@ def ardr(
             f"{MAX_DENSE_CELLS}. Pass `sampled_pairs=1024` (stochastic forces) or use method='pca'."
         )
     if graph_method:
-        if method == "tsne" and perplexity <= 0:
-            raise ValueError(f"perplexity must be positive, got {perplexity}.")
         needed = (int(np.ceil(3 * perplexity)) if method == "tsne" else int(n_neighbors)) + 1
         if adata.n_obs < needed:
             raise ValueError(
@@ -261,8 +276,6 @@ def ardr(
                 f"{n_components} columns."
             )
     resolve_device(device)
-    if learning_rate is not None and learning_rate <= 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate}.")
 
     if normalization is None and graph_method:
         normalization = 1.0 if method == "tsne" else 0.0
@@ -273,7 +286,7 @@ def ardr(
         + ")"
     )
     inp, features = prepare_input(
-        adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state
+        adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state, func="ardr"
     )
     n = adata.n_obs
 
@@ -421,6 +434,11 @@ def ardr(
         hidden=hidden if parametric else None,
         device=str(trainer.device),
         interrupted=trainer.interrupted,
+        finished_phases=trainer.finished_phases,
+    )
+
+    trainer.check_publishable(
+        "ardr", any_of=("exaggeration", "embedding", "forces", "exact", "sampled")
     )
 
     # -- results --------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from .._core.cluster import merge_clusters, mutual_near_pairs, spectral_clusters
 from .._core.data import prepare_input
-from .._core.engine import CellSampler, PairSampler, Trainer
+from .._core.engine import CellSampler, PairSampler, Trainer, resolve_device
 from .._core.graph import knn, knn_from_scanpy
 from .._core.model import Model
 from .._core.networks import IndexedNetwork, Network
@@ -22,6 +22,7 @@ from .._core.objectives import Classification, DENPairs, Sum
 from .._core.threads import fixed_threads
 from ._common import auto_epochs, jsonable, seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
+from ._options import check_float, check_int, check_key_added, check_widths, resolve_seed
 
 __all__ = ["den"]
 
@@ -50,7 +51,7 @@ def den(
     learning_rate: float = 1e-3,
     corr_weight: float = 1.0,
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
-    random_state: int = 0,
+    random_state: int | None = 0,
     key_added: str = "den",
     copy: bool = False,
 ) -> AnnData | None:
@@ -125,20 +126,36 @@ def den(
         join), ``model``, ``history``.
     """
     adata = start_adata(adata, "den", copy, backed_ok=True)
-    start = logg.info("computing differentiating embedding network (DEN)")
-    if n_components < 1:
-        raise ValueError(f"n_components must be >= 1, got {n_components}.")
+    n_components = check_int(n_components, "n_components")
+    n_neighbors = check_int(n_neighbors, "n_neighbors")
+    if n_pcs is not None:
+        n_pcs = check_int(n_pcs, "n_pcs", low=0)
+    if n_clusters is not None:
+        n_clusters = check_int(n_clusters, "n_clusters", low=1, high=adata.n_obs - 1)
+    resolution = check_float(resolution, "resolution", low=0, low_open=True)
+    eigen_threshold = check_float(eigen_threshold, "eigen_threshold", low=0, high=2, low_open=True)
+    if merge_threshold is not None:
+        merge_threshold = check_float(merge_threshold, "merge_threshold", low=0, high=1)
+    max_clusters = check_int(max_clusters, "max_clusters", low=1)
+    hidden = check_widths(hidden)
+    if epochs is not None:
+        epochs = check_int(epochs, "epochs")
+    if finetune_epochs is not None:
+        finetune_epochs = check_int(finetune_epochs, "finetune_epochs", low=0)
+    batch_size = check_int(batch_size, "batch_size")
+    learning_rate = check_float(learning_rate, "learning_rate", low=0, low_open=True)
+    corr_weight = check_float(corr_weight, "corr_weight", low=0)
+    random_state = resolve_seed(random_state)
+    check_key_added(adata, key_added)
+    resolve_device(device)
     if adata.n_obs < 2 * (n_neighbors + 1):
         raise ValueError(
             f"den with n_neighbors={n_neighbors} needs at least {2 * (n_neighbors + 1)} cells, "
             f"got {adata.n_obs}. Lower `n_neighbors`."
         )
-    if n_clusters is not None and not 1 <= n_clusters < adata.n_obs:
-        raise ValueError(f"n_clusters must be between 1 and n_obs - 1, got {n_clusters}.")
-    if resolution <= 0:
-        raise ValueError(f"resolution must be positive, got {resolution}.")
+    start = logg.info("computing differentiating embedding network (DEN)")
     inp, features = prepare_input(
-        adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state
+        adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state, func="den"
     )
     found = knn_from_scanpy(adata, n_neighbors, use_rep, n_pcs)
     idx, _ = found if found is not None else knn(features, n_neighbors, random_state=random_state)
@@ -154,6 +171,8 @@ def den(
     pairs = DENPairs(n_components, corr_weight)
     sampler = PairSampler(near, features, batch_size)
     trainer.optimize(pairs, sampler, n_epochs=epochs, learning_rate=learning_rate, phase="siamese")
+    # clusters from a half-trained map and an untrained head are no result: write nothing
+    trainer.check_publishable("den", needs=("siamese",))
 
     # parametric clustering: K from the spectrum, pseudo-labels, a head, joint fine-tuning
     Z = network.cpu().transform(features)
@@ -194,6 +213,7 @@ def den(
         phase="finetune",
     )
 
+    trainer.check_publishable("den", needs=("siamese", "cluster_head"))
     network = network.cpu().eval()
     Z = network.transform(features)
     proba = network.cluster_proba(Z)
@@ -224,6 +244,7 @@ def den(
             device=str(trainer.device),
             n_near_pairs=len(near),
             interrupted=trainer.interrupted,
+            finished_phases=trainer.finished_phases,
         )
     )
     model = Model.from_parts("den", inp, network, cluster_order=order.tolist())

@@ -17,9 +17,11 @@ doc_run = """\
 device
         ``'auto'`` (CUDA when available), ``'cpu'`` or ``'cuda'``.
     random_state
-        Seed: the same seed on the same machine gives identical numbers.
+        Seed: the same seed, thread count and CPU give identical numbers. ``None`` draws a
+        fresh seed from the operating system and records it in ``params['random_state']``.
     key_added
-        Key under which results are written (see Returns).
+        Key under which results are written (see Returns): letters, digits and ``_ . - +``,
+        not one of the keys scanpy's own tools write (``'pca'``, ``'umap'``, ...).
     copy
         Return a copy instead of writing into ``adata``."""
 

@@ -12,8 +12,16 @@ from anndata import AnnData
 from scanpy import logging as logg
 from scipy import sparse
 
-from .._core.data import InputLayer, _is_integer, check_key, fit_pca, get_matrix
-from .._core.engine import Callback, CellSampler, Trainer
+from .._core.data import (
+    InputLayer,
+    _is_integer,
+    check_key,
+    fit_pca,
+    get_matrix,
+    negative_fraction,
+    warn_if_counts,
+)
+from .._core.engine import Callback, CellSampler, Trainer, resolve_device
 from .._core.generative import (
     excess_of,
     gene_errors,
@@ -29,6 +37,7 @@ from .._core.objectives import NeighborAttraction, Reconstruction, Sum
 from .._core.threads import fixed_threads
 from ._common import jsonable, seeded, start_adata
 from ._docs import doc_params, doc_run
+from ._options import check_float, check_int, check_key_added, resolve_seed
 
 __all__ = ["gne", "generate"]
 
@@ -61,6 +70,8 @@ def gene_matrix(
             "adata.var_names has duplicates; run `adata.var_names_make_unique()` first."
         )
     integer = _is_integer(X)
+    if likelihood == "mse":
+        warn_if_counts(X, what, "gne", hint=", or pass likelihood='nb' to model the counts")
     if likelihood == "nb":
         values = X.data if sparse.issparse(X) else X
         if not integer or (values.size and values.min() < 0):
@@ -88,7 +99,16 @@ def gene_matrix(
         X, var_names = X[:, keep], var_names[keep]
     X = X.toarray() if sparse.issparse(X) else np.asarray(X)
     X = X.astype(np.float32)
-    inp = InputLayer("genes", layer, X.mean(0).astype(np.float64), None, 1.0, var_names, integer)
+    inp = InputLayer(
+        "genes",
+        layer,
+        X.mean(0).astype(np.float64),
+        None,
+        1.0,
+        var_names,
+        integer,
+        negative_fraction(X),
+    )
     return X, inp
 
 
@@ -295,7 +315,7 @@ def gne(
     learning_rate: float = 1e-3,
     coord_learning_rate: float = 3.0,
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
-    random_state: int = 0,
+    random_state: int | None = 0,
     key_added: str = "gne",
     copy: bool = False,
 ) -> AnnData | None:
@@ -387,18 +407,23 @@ def gne(
     >>> sl.pl.gne_grid(adata, ["CST3", "NKG7"], show=False)
     """
     adata = start_adata(adata, "gne", copy)
+    n_components = check_int(n_components, "n_components")
+    if n_top_genes is not None:
+        n_top_genes = check_int(n_top_genes, "n_top_genes", low=1, high=adata.n_vars)
+    hidden = check_int(hidden, "hidden")
+    n_blocks = check_int(n_blocks, "n_blocks", low=0)
+    noise = check_float(noise, "noise", low=0)
+    neighbor_weight = check_float(neighbor_weight, "neighbor_weight", low=0)
+    epochs = check_int(epochs, "epochs")
+    batch_size = check_int(batch_size, "batch_size")
+    learning_rate = check_float(learning_rate, "learning_rate", low=0, low_open=True)
+    coord_learning_rate = check_float(
+        coord_learning_rate, "coord_learning_rate", low=0, low_open=True
+    )
+    random_state = resolve_seed(random_state)
+    check_key_added(adata, key_added)
+    resolve_device(device)
     start = logg.info("computing generative neural embedding (GNE)")
-    if int(n_components) < 1:
-        raise ValueError(f"n_components must be >= 1, got {n_components}.")
-    if noise < 0 or neighbor_weight < 0:
-        raise ValueError(
-            f"noise and neighbor_weight must be >= 0, got {noise} and {neighbor_weight}."
-        )
-    if int(epochs) < 1 or int(batch_size) < 1 or int(hidden) < 1 or int(n_blocks) < 0:
-        raise ValueError(
-            "epochs, batch_size and hidden must be positive and n_blocks >= 0, got "
-            f"{epochs}, {batch_size}, {hidden}, {n_blocks}."
-        )
     if adata.n_obs < MIN_CELLS:
         raise ValueError(f"gne needs at least {MIN_CELLS} cells, got {adata.n_obs}.")
     check_init(adata, init, n_components)
@@ -426,6 +451,7 @@ def gne(
         device=device,
         random_state=random_state,
     )
+    trainer.check_publishable("gne", any_of=("reconstruction",))
     # polish: each coordinate moves to its noise-free optimum with the decoder frozen, exactly as
     # a projected cell does, so reference and query errors are measured alike
     model = model.cpu().eval()
@@ -490,6 +516,7 @@ def gne(
             random_state=random_state,
             device=str(trainer.device),
             interrupted=trainer.interrupted,
+            finished_phases=trainer.finished_phases,
         )
     )
     adata.obsm[f"X_{key_added}"] = coords

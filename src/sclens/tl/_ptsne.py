@@ -12,7 +12,7 @@ from anndata import AnnData
 from scanpy import logging as logg
 
 from .._core.data import prepare_input
-from .._core.engine import CellSampler, EdgeSampler, Trainer
+from .._core.engine import CellSampler, EdgeSampler, Trainer, resolve_device
 from .._core.graph import neighbor_graph
 from .._core.model import Model
 from .._core.networks import IndexedNetwork, Network
@@ -20,6 +20,7 @@ from .._core.objectives import AttractionRepulsion, Classification
 from .._core.threads import fixed_threads
 from ._common import auto_epochs, categorical_labels, jsonable, seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
+from ._options import check_float, check_int, check_key_added, check_widths, resolve_seed
 
 __all__ = ["ptsne"]
 
@@ -44,7 +45,7 @@ def ptsne(
     learning_rate: float = 2e-3,
     final_lr_fraction: float = 1.0,
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
-    random_state: int = 0,
+    random_state: int | None = 0,
     key_added: str = "ptsne",
     copy: bool = False,
 ) -> AnnData | None:
@@ -108,21 +109,37 @@ def ptsne(
         and affinities), ``training`` and ``transform`` (coordinates of all cells).
     """
     adata = start_adata(adata, "ptsne", copy, backed_ok=True)
-    start = logg.info("computing parametric t-SNE")
-    if perplexity <= 0:
-        raise ValueError(f"perplexity must be positive, got {perplexity}.")
+    n_components = check_int(n_components, "n_components")
+    perplexity = check_float(perplexity, "perplexity", low=0, low_open=True)
+    hidden = check_widths(hidden)
+    if n_pcs is not None:
+        n_pcs = check_int(n_pcs, "n_pcs", low=0)
+    if epochs is not None:
+        epochs = check_int(epochs, "epochs")
+    pretrain_epochs = check_int(pretrain_epochs, "pretrain_epochs", low=0)
+    early_exaggeration = check_float(early_exaggeration, "early_exaggeration", low=0, low_open=True)
+    exaggeration_fraction = check_float(
+        exaggeration_fraction, "exaggeration_fraction", low=0, high=1
+    )
+    batch_size = check_int(batch_size, "batch_size")
+    learning_rate = check_float(learning_rate, "learning_rate", low=0, low_open=True)
+    final_lr_fraction = check_float(final_lr_fraction, "final_lr_fraction", low=0, high=1)
+    random_state = resolve_seed(random_state)
+    check_key_added(adata, key_added)
+    resolve_device(device)
     needed = int(np.ceil(3 * perplexity)) + 1
     if adata.n_obs < needed:
         raise ValueError(
             f"ptsne with perplexity={perplexity} needs at least {needed} cells (3 x perplexity + 1), "
             f"got {adata.n_obs}. Lower `perplexity` (at most {max((adata.n_obs - 1) // 3, 1)} here)."
         )
+    start = logg.info("computing parametric t-SNE")
     codes = classes = None
     if labels is not None:
         codes, classes, labelled = categorical_labels(adata, labels)
     marks = [time.perf_counter()]  # end of each stage: input, graph, training, transform
     inp, features = prepare_input(
-        adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state
+        adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state, func="ptsne"
     )
     marks.append(time.perf_counter())
     graph = neighbor_graph(
@@ -180,6 +197,7 @@ def ptsne(
         final_lr_fraction=final_lr_fraction,
     )
 
+    trainer.check_publishable("ptsne", any_of=("exaggeration", "embedding"))
     network = network.cpu().eval()
     marks.append(time.perf_counter())
     coords = network.transform(features)
@@ -207,6 +225,7 @@ def ptsne(
             device=str(trainer.device),
             n_edges=len(graph.weights),
             interrupted=trainer.interrupted,
+            finished_phases=trainer.finished_phases,
         )
     )
     model = Model.from_parts("ptsne", inp, network, classes=classes)

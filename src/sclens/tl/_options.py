@@ -1,0 +1,157 @@
+"""Checks of the options every tool takes, run before anything is computed or written.
+
+Each check names the option, the value it got and the range it accepts, so a mistake costs the
+user one line of reading rather than a PCA, a kNN graph and a meaningless result.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from numbers import Integral, Real
+
+import numpy as np
+from anndata import AnnData
+
+__all__ = [
+    "check_int",
+    "check_float",
+    "check_widths",
+    "check_key_added",
+    "resolve_seed",
+]
+
+#: keys scanpy's own tools write (``X_<key>`` in ``.obsm``, ``<key>`` in ``.uns``/``.obs``)
+SCANPY_KEYS = frozenset(
+    {
+        "pca",
+        "umap",
+        "tsne",
+        "diffmap",
+        "draw_graph_fa",
+        "draw_graph_fr",
+        "phate",
+        "spring",
+        "neighbors",
+        "leiden",
+        "louvain",
+        "paga",
+        "rank_genes_groups",
+        "dendrogram",
+        "hvg",
+        "log1p",
+    }
+)
+_KEY = re.compile(r"^[A-Za-z0-9_.\-+]+$")
+
+
+def check_int(value, name: str, *, low: int | None = 1, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]``; bools and non-integral numbers are refused."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        if isinstance(value, Real) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"`{name}` must be an integer, got {value!r}.")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"`{name}` must be {_range(low, high)}, got {value}.")
+    return value
+
+
+def check_float(
+    value,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a finite float in the interval (open or closed at each end)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"`{name}` must be a number, got {value!r}.")
+    value = float(value)
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad |= value <= low if low_open else value < low
+    if high is not None:
+        bad |= value >= high if high_open else value > high
+    if bad:
+        lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+        hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+        where = (
+            f"in {lo}, {hi}"
+            if low is not None and high is not None
+            else (
+                f"{'>' if low_open else '>='} {low:g}"
+                if low is not None
+                else f"{'<' if high_open else '<='} {high:g}"
+            )
+        )
+        raise ValueError(f"`{name}` must be a finite number {where}, got {value}.")
+    return value
+
+
+def check_widths(value, name: str = "hidden", *, allow_empty: bool = False) -> tuple[int, ...]:
+    """Layer widths: a sequence of positive integers."""
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        value = (value,)
+    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(
+            f"`{name}` must be a sequence of layer widths, e.g. (256, 256), got {value!r}."
+        )
+    widths = tuple(check_int(w, f"{name}[{i}]", low=1) for i, w in enumerate(value))
+    if not widths and not allow_empty:
+        raise ValueError(f"`{name}` needs at least one layer width, got {value!r}.")
+    return widths
+
+
+def _range(low, high) -> str:
+    if low is not None and high is not None:
+        return f"between {low} and {high}"
+    return f">= {low}" if low is not None else f"<= {high}"
+
+
+def check_key_added(adata: AnnData, key, name: str = "key_added") -> str:
+    """A key that every AnnData writer accepts and that does not overwrite scanpy's results.
+
+    Refused: non-strings, ``''``, characters other than letters, digits and ``_ . - +``
+    (``'/'`` nests groups in h5ad and zarr, so the result could not be read back), and the keys
+    scanpy's own tools write (``'pca'`` would replace ``obsm['X_pca']``).
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"`{name}` must be a string, got {type(key).__name__} {key!r}.")
+    if not _KEY.match(key):
+        raise ValueError(
+            f"`{name}`={key!r} is not a usable key: use letters, digits and '_', '.', '-' or '+' "
+            "(no '/', spaces or empty string), e.g. 'ptsne_2'."
+        )
+    if key in SCANPY_KEYS:
+        raise ValueError(
+            f"`{name}`={key!r} is a key scanpy's own tools write (e.g. obsm['X_{key}']); "
+            f"pick another, e.g. '{key}_sclens'."
+        )
+    if key.startswith("X_"):
+        raise ValueError(
+            f"`{name}`={key!r}: coordinates already go to obsm['X_' + key]; drop the 'X_' prefix."
+        )
+    return key
+
+
+def resolve_seed(random_state) -> int:
+    """An int seed; ``None`` (scanpy's idiom for fresh randomness) draws one from the OS.
+
+    The drawn seed is what the tools record in ``params['random_state']``, so a run started with
+    ``None`` can still be repeated exactly.
+    """
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy % (2**31 - 1))
+    if isinstance(random_state, bool) or not isinstance(random_state, Integral):
+        raise TypeError(
+            f"`random_state` must be an integer seed or None (fresh randomness), got "
+            f"{type(random_state).__name__}; pass e.g. random_state=0."
+        )
+    if not 0 <= int(random_state) < 2**63:
+        raise ValueError(f"`random_state` must be between 0 and 2**63 - 1, got {random_state}.")
+    return int(random_state)
