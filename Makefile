@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 
-.PHONY: demo test bench bench-scale docs lint format clean
+.PHONY: demo test test-kernels spread bench bench-scale docs lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,25 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 demo: $(VENV)/.installed  ## train a map on the shipped pancreas data, write out/
-	$(PY) -m sclens.demo --data data/baron_human_pancreas.h5ad --out out
+	$(PY) -m sclens.demo --out out
 
 test: $(VENV)/.installed-test  ## run the test suite
 	$(PY) -m pytest tests -q
+
+# The fast tests again under other CPU kernels than this CPU's own: torch's AVX2 kernels with
+# MKL's and oneDNN's AVX2 paths where the CPU has AVX-512 (as on an AVX2-only CPU), else torch's
+# portable kernels. Results that hinge on the CPU's floating point show up here.
+FAST_TESTS := tests/test_core.py tests/test_errors.py tests/test_options.py \
+	tests/test_model_storage.py tests/test_threads.py tests/test_project.py
+test-kernels: $(VENV)/.installed-test  ## the fast tests under a second set of CPU kernels
+	@cap=$$($(PY) -c "import torch; print(torch.backends.cpu.get_cpu_capability())"); \
+	if [ "$$cap" = AVX512 ]; then env="ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2"; \
+	else env="ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE"; fi; \
+	echo "native kernels $$cap; rerunning the fast tests with $$env"; \
+	env $$env $(PY) -m pytest $(FAST_TESTS) -q
+
+spread: $(VENV)/.installed-test  ## floors' spread: tests over seeds x CPU kernels x threads (slow)
+	$(PY) benchmarks/spread.py --out benchmarks/results
 
 bench: $(VENV)/.installed-test  ## benchmarks against scanpy (slow; not run by CI)
 	$(PIP) install --quiet -e ".[bench]"

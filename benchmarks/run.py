@@ -65,7 +65,7 @@ def prepare(name: str, n_synthetic: int, hvg: str = "seurat"):
         if name == "synthetic":
             adata = sl.datasets.synthetic_counts(n_synthetic + 10_000, 2000, 12, random_state=0)
         else:
-            local = ROOT / "data" / fname
+            local = ROOT / "src" / "sclens" / "data" / fname  # shipped in the package
             adata = sc.read_h5ad(local if local.exists() else SHARED / fname)
             if adata.obs[label].dtype != "category":
                 adata.obs[label] = adata.obs[label].astype(str).astype("category")

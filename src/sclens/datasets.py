@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ from anndata import AnnData
 from scipy import sparse
 
 __all__ = ["synthetic_counts", "write_synthetic_h5ad", "pancreas"]
+
+_PANCREAS_FILE = "baron_human_pancreas.h5ad"
 
 
 def _synthetic_model(n_genes, n_groups, n_markers, n_down, fold_change, rng):
@@ -147,13 +150,30 @@ def write_synthetic_h5ad(
 def pancreas(path: str | Path | None = None) -> AnnData:
     """Baron et al. (2016) human pancreas, 2,142 cells, raw counts, ``obs['cell_type1']`` (14 types).
 
-    Shipped in the repository's ``data/`` folder (see ``data/PROVENANCE.md``).
+    Shipped inside the package as ``sclens/data/baron_human_pancreas.h5ad`` (provenance in
+    ``sclens/data/PROVENANCE.md``), so it is there in an installed wheel too.
+
+    Parameters
+    ----------
+    path
+        Read this ``.h5ad`` instead of the copy shipped with sclens.
     """
     import anndata as ad
 
-    if path is None:
-        path = Path(__file__).resolve().parents[2] / "data" / "baron_human_pancreas.h5ad"
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; pass `path=` to the pancreas .h5ad file.")
-    return ad.read_h5ad(path)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"pancreas data file {str(path)!r} not found (resolved: {path.resolve()}); "
+                "pass `path=` to an existing .h5ad, or leave it out to read the copy shipped "
+                "with sclens."
+            )
+        return ad.read_h5ad(path)
+    resource = resources.files("sclens").joinpath("data", _PANCREAS_FILE)
+    if not resource.is_file():
+        raise FileNotFoundError(
+            f"the pancreas data file {_PANCREAS_FILE!r} is missing from the installed sclens "
+            f"package ({resource}); reinstall sclens, or pass `path=` to your own copy."
+        )
+    with resources.as_file(resource) as local:
+        return ad.read_h5ad(local)

@@ -1,6 +1,7 @@
 """``make demo``: maps and clusters of the shipped pancreas data, a held-out donor projected, out/.
 
-Run as ``python -m sclens.demo --data data/baron_human_pancreas.h5ad --out out``.
+Run as ``python -m sclens.demo --out out`` (``--data`` reads another copy of the pancreas
+``.h5ad`` instead of the one shipped in the package).
 """
 
 from __future__ import annotations
@@ -16,13 +17,32 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import scanpy as sc  # noqa: E402
+from anndata import AnnData  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 import sclens as sl  # noqa: E402
 
 
+def den_figure(adata: AnnData, key: str = "den", label_key: str = "cell_type1") -> Figure:
+    """DEN clusters (``obs[key]``) and labelled types (``obs[label_key]``) side by side on the map.
+
+    scanpy puts a categorical legend in the right margin of its axes and splits it into two
+    columns above 14 categories (three above 30). With the two panels at fixed positions, the
+    second column of the left panel's legend was drawn under the right panel, so a DEN map with
+    15 clusters showed only clusters 0-7. A constrained layout makes room for each legend,
+    however many columns it has, so every cluster is listed.
+    """
+    fig, axs = plt.subplots(1, 2, figsize=(15, 5.5), layout="constrained")
+    sc.pl.embedding(adata, basis=key, color=key, ax=axs[0], show=False, title="DEN clusters")
+    sc.pl.embedding(adata, basis=key, color=label_key, ax=axs[1], show=False, title="cell types")
+    return fig
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default="data/baron_human_pancreas.h5ad")
+    parser.add_argument(
+        "--data", default=None, help="pancreas .h5ad (default: the copy shipped with sclens)"
+    )
     parser.add_argument("--out", default="out")
     parser.add_argument("--query-donor", default="human4")
     args = parser.parse_args(argv)
@@ -32,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     sc.settings.figdir = out
 
     adata = sl.datasets.pancreas(args.data)
-    print(f"loaded {adata.n_obs} cells x {adata.n_vars} genes from {args.data}")
+    print(
+        f"loaded {adata.n_obs} cells x {adata.n_vars} genes from {args.data or 'the shipped copy'}"
+    )
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
     is_query = (adata.obs["donor"] == args.query_donor).to_numpy()
@@ -76,10 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     sl.pl.history(ref, "ptsne", ax=ax, show=False)
     figs.append(("training_loss.png", fig))
-    fig, axs = plt.subplots(1, 2, figsize=(13, 5))
-    sc.pl.embedding(ref, basis="den", color="den", ax=axs[0], show=False, title="DEN clusters")
-    sc.pl.embedding(ref, basis="den", color="cell_type1", ax=axs[1], show=False, title="cell types")
-    figs.append(("den_clusters.png", fig))
+    figs.append(("den_clusters.png", den_figure(ref)))
     fig, ax = plt.subplots(figsize=(5, 3.2))
     sl.pl.den_spectrum(ref, ax=ax, show=False)
     figs.append(("den_spectrum.png", fig))
