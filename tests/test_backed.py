@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 import pytest
 import scanpy as sc
-from conftest import snapshot, trust
+from conftest import SEED, measured, snapshot, trust
 from sklearn.metrics import adjusted_rand_score
 
 import sclens as sl
@@ -38,20 +38,20 @@ def test_streamed_pca_equals_in_memory_pca(on_disk):
 def test_ptsne_and_den_train_on_a_backed_anndata(on_disk):
     adata, path = on_disk
     memory = adata.copy()
-    sl.tl.ptsne(memory, epochs=30, random_state=0)
+    sl.tl.ptsne(memory, epochs=30, random_state=SEED)
     backed = ad.read_h5ad(path, backed="r")
-    sl.tl.ptsne(backed, epochs=30, random_state=0)
+    sl.tl.ptsne(backed, epochs=30, random_state=SEED)
     a = Model.from_uns(memory.uns["ptsne"]["model"]).input_layer
     b = Model.from_uns(backed.uns["ptsne"]["model"]).input_layer
     np.testing.assert_allclose(np.abs(a.loadings), np.abs(b.loadings), atol=1e-9)
     pcs = a.transform(adata.X)
     t_mem, t_backed = trust(pcs, memory.obsm["X_ptsne"]), trust(pcs, backed.obsm["X_ptsne"])
-    assert abs(t_mem - t_backed) <= 0.01, (t_mem, t_backed)
+    assert measured("trust_diff", abs(t_mem - t_backed)) <= 0.01, (t_mem, t_backed)
     # the backed model projects in-memory cells like the in-memory one
     out = sl.tl.project(adata[:500].copy(), Model.from_uns(backed.uns["ptsne"]["model"]), copy=True)
     np.testing.assert_allclose(out.obsm["X_ptsne"], backed.obsm["X_ptsne"][:500], atol=1e-4)
-    sl.tl.den(backed, epochs=15, n_clusters=6, random_state=0)
-    agreement = adjusted_rand_score(adata.obs["group"], backed.obs["den"])
+    sl.tl.den(backed, epochs=15, n_clusters=6, random_state=SEED)
+    agreement = measured("ari", adjusted_rand_score(adata.obs["group"], backed.obs["den"]))
     assert backed.obsm["X_den"].shape == (5000, 2) and agreement > 0.5, agreement
 
 
