@@ -118,7 +118,8 @@ def tsne_end(_baron):
 
 def test_tsne_end_reaches_tsne_quality(tsne_end):
     Y = tsne_end.obsm["X_ardr"]
-    # measured 0.975 / 0.978 at 150 epochs (default 1,000: 0.981 / 0.979; sc.tl.tsne 0.982 / 0.977)
+    # measured over seeds x torch kernels x threads (benchmarks/spread.py) at 150 epochs:
+    # 0.974-0.976 / 0.978-0.979 (default 1,000: 0.981 / 0.979; sc.tl.tsne 0.982 / 0.977)
     assert measured("trust", trust(tsne_end.obsm["X_pca"], Y)) > 0.97
     assert measured("knn", knn_accuracy(Y, tsne_end.obs["cell_type1"])) > 0.97
     assert tsne_end.uns["ardr"]["params"]["normalization"] == 1.0
@@ -128,9 +129,11 @@ def test_tsne_end_reaches_tsne_quality(tsne_end):
 def test_umap_end_reaches_umap_quality(baron):
     sl.tl.ardr(baron, method="umap", n_epochs=150, random_state=SEED)
     Y = baron.obsm["X_ardr"]
-    # measured 0.964 / 0.973 at 150 epochs (default 1,000: 0.972 / 0.976; sc.tl.umap: 0.969 / 0.978)
-    assert measured("trust", trust(baron.obsm["X_pca"], Y)) > 0.958
-    assert measured("knn", knn_accuracy(Y, baron.obs["cell_type1"])) > 0.965
+    # trustworthiness / 10-NN accuracy at 150 epochs, measured over seeds x torch kernels x
+    # threads (benchmarks/spread.py): 0.960-0.965 / 0.961-0.974 (default 1,000 epochs: 0.972 /
+    # 0.976; sc.tl.umap: 0.969 / 0.978)
+    assert measured("trust", trust(baron.obsm["X_pca"], Y)) > 0.955
+    assert measured("knn", knn_accuracy(Y, baron.obs["cell_type1"])) > 0.955
     params = baron.uns["ardr"]["params"]
     assert params["normalization"] == 0.0 and params["b"] != 1.0
     assert params["early_exaggeration"] == 1.0

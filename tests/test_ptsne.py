@@ -20,7 +20,8 @@ def test_ptsne_map_preserves_structure_on_pancreas(baron):
     sl.tl.ptsne(baron, random_state=SEED)
     Y = baron.obsm["X_ptsne"]
     assert Y.shape == (baron.n_obs, 2) and Y.dtype == np.float32
-    # floors measured: trustworthiness 0.970, 10-NN accuracy 0.972 (sc.tl.umap: 0.972 / 0.976)
+    # measured over seeds x torch kernels x threads (benchmarks/spread.py): trustworthiness
+    # 0.976-0.977, 10-NN accuracy 0.977-0.979 (sc.tl.umap: 0.972 / 0.976)
     assert measured("trust", trust(baron.obsm["X_pca"], Y)) > 0.96
     assert measured("knn", knn_accuracy(Y, baron.obs["cell_type1"])) > 0.96
     uns = baron.uns["ptsne"]
@@ -65,12 +66,14 @@ def test_supervised_pretraining_learns_labels(pbmc):
     sl.tl.ptsne(pbmc, labels="bulk_labels", random_state=SEED)
     h = pbmc.uns["ptsne"]["history"]
     pre = h["phase"] == "pretrain"
-    # the classifier on the trunk learns the labels (measured 0.92 after 20 epochs)
+    # the classifier on the trunk learns the labels
     assert pre.sum() == 20 and measured("pretrain_acc", h["accuracy"][pre][-1]) > 0.85
-    # and the map that follows keeps them apart at least as well (measured 0.811 vs 0.803)
+    # and the map that follows keeps them apart about as well
     acc_sup = knn_accuracy(pbmc.obsm["X_ptsne"], pbmc.obs["bulk_labels"])
     acc_unsup = knn_accuracy(unsup.obsm["X_ptsne"], unsup.obs["bulk_labels"])
-    assert measured("sup_minus_unsup", acc_sup - acc_unsup) > -0.01, (acc_sup, acc_unsup)
+    # measured over seeds x torch kernels x threads (benchmarks/spread.py): -0.003 to +0.011;
+    # pretraining accuracy 0.955-0.969
+    assert measured("sup_minus_unsup", acc_sup - acc_unsup) > -0.02, (acc_sup, acc_unsup)
     model = sl.Model.from_uns(pbmc.uns["ptsne"]["model"])
     assert model.config["classes"] == list(pbmc.obs["bulk_labels"].cat.categories)
 

@@ -18,6 +18,7 @@ from .._core.generative import excess, local_level, novelty, place, smooth_over_
 from .._core.model import Model, ModelError
 from .._core.threads import fixed_threads
 from ._common import start_adata, stored_model
+from ._options import check_int
 
 __all__ = ["project", "transfer_labels"]
 
@@ -174,6 +175,7 @@ def project(
         For each ``transfer`` column: the transferred label and the fraction of (distance-weighted)
         neighbour votes it received.
     """
+    n_neighbors = check_int(n_neighbors, "n_neighbors")
     model = _reference_model(ref, key)
     if isinstance(novelty_neighbors, bool) or not isinstance(novelty_neighbors, int | np.integer):
         raise TypeError(f"`novelty_neighbors` must be an integer, got {novelty_neighbors!r}.")

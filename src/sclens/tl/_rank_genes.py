@@ -26,6 +26,7 @@ from .._core.engine import progress_enabled, resolve_device
 from .._core.model import Model, ModelError
 from .._core.threads import fixed_threads
 from ._common import jsonable, start_adata, stored_model
+from ._options import check_int, check_key_added, resolve_seed
 
 __all__ = ["rank_genes", "directional_saliency"]
 
@@ -128,7 +129,7 @@ def rank_genes(
     n_store: int = 20,
     key_added: str | None = None,
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
-    random_state: int = 0,
+    random_state: int | None = 0,
     copy: bool = False,
 ) -> AnnData | None:
     """Rank genes by how much they move cells of each group on a trained map.
@@ -185,9 +186,11 @@ def rank_genes(
     times_input
         Saliency only: multiply the gradient by ``x - baseline``.
     n_steps
-        Integration steps of integrated gradients. On the maps we tested, 128 steps give group
-        totals within 2e-4 and a median cell within 1e-3 of completeness, 512 steps 90% of
-        cells within 1e-3 (relative); each cell's check is stored, see Returns.
+        Integration steps of integrated gradients. Measured on a synthetic map over seeds and
+        CPU kernels (relative errors): 128 steps give group totals within 5e-4 of completeness
+        and a group's median cell within 3e-4 to 5e-3 (the error grows where the map bends
+        sharply), 512 steps 90% of cells within 6e-4; each cell's check is stored (Returns),
+        so raise ``n_steps`` where it matters.
     n_background
         Reference cells in SHAP's background sample.
     n_cells
@@ -232,12 +235,17 @@ def rank_genes(
         raise ValueError(f"target must be 'auto', 'centroid', 'axis' or 'logit', got {target!r}.")
     if baseline not in ("reference", "zeros"):
         raise ValueError(f"baseline must be 'reference' or 'zeros', got {baseline!r}.")
-    if n_steps < 1 or n_background < 1 or (n_cells is not None and n_cells < 1):
-        raise ValueError("n_steps, n_background and n_cells must be positive.")
+    n_steps = check_int(n_steps, "n_steps", low=1, high=100_000)
+    n_background = check_int(n_background, "n_background")
+    if n_cells is not None:
+        n_cells = check_int(n_cells, "n_cells")
+    n_store = check_int(n_store, "n_store", low=0)
+    random_state = resolve_seed(random_state)
+    key_added = check_key_added(adata, key_added or f"rank_genes_{method}")
+    resolve_device(device)
     model = _attribution_model(adata, model_key)
     names, masks, ref_masks = _groups(adata, groupby, groups, reference)
     adata = start_adata(adata, "rank_genes", copy)
-    key_added = key_added or f"rank_genes_{method}"
     start = logg.info(f"ranking genes of {len(names)} groups of {groupby!r} by {method}")
 
     inp = model.input_layer
@@ -418,6 +426,7 @@ def directional_saliency(
     names, masks, _ = _groups(adata, groupby, [source, target], "rest")
     if source == target:
         raise ValueError("source and target must be different groups.")
+    check_key_added(adata, key_added)
     adata = start_adata(adata, "directional_saliency", copy)
     inp = model.input_layer
     dev = resolve_device(device)
