@@ -59,7 +59,7 @@ def worker(path: str, label: str, threads: int, seed: int, params: dict, out: st
     np.savez(
         out,
         ptsne=adata.obsm["X_ptsne"],
-        den=adata.obs["den"].astype(str).to_numpy(),
+        den=np.asarray(adata.obs["den"].astype(str), dtype=str),
         groups=np.array(groups),
         top=top,
         seconds=np.array([t1 - t0, t2 - t1, t3 - t2]),

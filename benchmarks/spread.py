@@ -143,16 +143,15 @@ def main() -> None:
         )
     )
     lines = [
-        "# Spread of measured test quantities",
-        "",
-        "`python benchmarks/spread.py "
+        "Spread of the quantities the tests hold to a floor: `python benchmarks/spread.py "
         + (
             f"--configs {args.configs}"
             if args.configs
             else f"--caps {args.caps} --threads {args.threads} --seeds {args.seeds}"
         )
-        + f"`: {len(configs)} runs (torch kernels x threads x seed), "
-        f"{time.time() - t0:.0f} s. Each test's floor sits below the range with a margin.",
+        + f"`: {len(configs)} runs (torch kernels x threads x seed)"
+        + ("" if args.collect_only else f", {time.time() - t0:.0f} s")
+        + ". Each test's floor sits below the range with a margin.",
         "",
         "| test | quantity | min | max | runs |",
         "|---|---|---|---|---|",
@@ -161,7 +160,12 @@ def main() -> None:
         f"| {r['test'].split('::', 1)[-1]} | {r['name']} | {r['min']:.4g} | {r['max']:.4g} | {r['n']} |"
         for r in rows
     ]
-    lines += ["", "Failed tests per run:", ""]
+    lines += [
+        "",
+        "Failed tests per run, against the floors in force when it ran (a run without a report "
+        "was stopped before its end; its values so far are in the table):",
+        "",
+    ]
     lines += [f"- {tag}: {', '.join(f) if f else 'none'}" for tag, f in failed.items()]
     (out / "spread.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

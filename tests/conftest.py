@@ -78,3 +78,9 @@ def snapshot(adata):
         sorted(adata.uns.keys()),
         sorted(adata.layers.keys()),
     )
+
+
+def pytest_collection_modifyitems(items):
+    """The notebooks first: they are the longest file, and under ``make test`` (two pytest-xdist
+    workers, one file per worker) the other worker then runs the rest meanwhile."""
+    items.sort(key=lambda item: item.path.name != "test_tutorials.py")

@@ -130,7 +130,7 @@ def test_umap_end_reaches_umap_quality(baron):
     sl.tl.ardr(baron, method="umap", n_epochs=150, random_state=SEED)
     Y = baron.obsm["X_ardr"]
     # trustworthiness / 10-NN accuracy at 150 epochs, measured over seeds x torch kernels x
-    # threads (benchmarks/spread.py): 0.960-0.965 / 0.961-0.974 (default 1,000 epochs: 0.972 /
+    # threads (benchmarks/spread.py): 0.960-0.965 / 0.961-0.975 (default 1,000 epochs: 0.972 /
     # 0.976; sc.tl.umap: 0.969 / 0.978)
     assert measured("trust", trust(baron.obsm["X_pca"], Y)) > 0.955
     assert measured("knn", knn_accuracy(Y, baron.obs["cell_type1"])) > 0.955
