@@ -82,5 +82,5 @@ def snapshot(adata):
 
 def pytest_collection_modifyitems(items):
     """The notebooks first: they are the longest file, and under ``make test`` (two pytest-xdist
-    workers, one file per worker) the other worker then runs the rest meanwhile."""
+    workers, each starting on a contiguous half) they then run beside the rest, not after it."""
     items.sort(key=lambda item: item.path.name != "test_tutorials.py")
