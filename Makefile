@@ -39,7 +39,7 @@ test-kernels: $(VENV)/.installed-test  ## the fast tests under a second set of C
 	if [ "$$cap" = AVX512 ]; then env="ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2"; \
 	else env="ATEN_CPU_CAPABILITY=default"; fi; \
 	echo "native kernels $$cap; rerunning the fast tests with $$env"; \
-	env $$env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(FAST_TESTS) -q -n 2 --dist worksteal
+	env $$env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(FAST_TESTS) -q -n 2 --dist loadfile
 
 spread: $(VENV)/.installed-test  ## floors' spread: tests over seeds x CPU kernels x threads (slow)
 	$(PY) benchmarks/spread.py --out benchmarks/results
@@ -55,6 +55,7 @@ bench: $(VENV)/.installed-test  ## benchmarks against scanpy (slow; not run by C
 	$(PY) benchmarks/gne.py --out benchmarks/results --dataset pbmc10x --seeds ""
 	$(PY) benchmarks/gne_nb.py --out benchmarks/results
 	$(PY) benchmarks/rank_genes.py --out benchmarks/results
+	$(PY) benchmarks/maps.py --out benchmarks/results
 	$(PY) benchmarks/portability.py --datasets baron --caps avx512,avx2 --threads 1,2 --seeds 0,1 --out benchmarks/results
 
 bench-scale: $(VENV)/.installed-test  ## 100k / 300k / 1M cells backed on disk (about an hour, ~10 GB of disk)
