@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 METHODS = ("ptsne", "ardr", "den")
 
@@ -55,14 +56,12 @@ def _init_distributed(device: str) -> tuple[int, int]:
 
 def check_paths(args: argparse.Namespace) -> None:
     """Fail before any training if the input is missing or the output cannot be written."""
-    from pathlib import Path
-
     src, out = Path(args.input), Path(args.output)
     if not src.is_file():
         raise SystemExit(f"error: --input {src} does not exist (or is not a file).")
     if out.suffix != ".h5ad":
         raise SystemExit(f"error: --output {out} must end in .h5ad.")
-    parent = out.parent if str(out.parent) else Path(".")
+    parent = out.parent  # Path('.') for a bare file name
     if not parent.is_dir():
         raise SystemExit(
             f"error: the folder of --output, {parent}, does not exist; create it first."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -279,24 +280,39 @@ def _sample_values(X) -> np.ndarray:
     return np.asarray(values).ravel()[:100_000]
 
 
-def _is_integer(X) -> bool:
+class ValueProfile(NamedTuple):
+    """What a sample of a matrix's stored values says about its scale."""
+
+    n: int  #: values sampled (0 for an all-zero sparse matrix)
+    integer: bool
+    largest: float
+    negative: float  #: share of negative values
+
+    @property
+    def counts(self) -> bool:
+        """Integers above 30: raw counts, not log-normalised values (``log1p(1e4)`` is 9.2)."""
+        return self.integer and self.largest > 30
+
+
+def value_profile(X) -> ValueProfile:
+    """The :class:`ValueProfile` of up to 100,000 values from ``X``'s first 2,000 rows."""
     sample = _sample_values(X)
-    return bool(sample.size) and bool(np.all(np.mod(sample, 1) == 0))
+    if not sample.size:
+        return ValueProfile(0, False, 0.0, 0.0)
+    return ValueProfile(
+        sample.size,
+        bool(np.all(np.mod(sample, 1) == 0)),
+        float(sample.max()),
+        float((sample < 0).mean()),
+    )
 
 
-def negative_fraction(X) -> float:
-    """Share of negative values among the sampled entries (for the scaled-query check)."""
-    sample = _sample_values(X)
-    return float((sample < 0).mean()) if sample.size else 0.0
-
-
-def warn_if_counts(X, what: str, func: str, hint: str = "") -> None:
+def warn_if_counts(profile: ValueProfile, what: str, func: str, hint: str = "") -> None:
     """Warn when a matrix that should be log-normalised looks like raw counts."""
-    sample = _sample_values(X)
-    if sample.size and np.all(np.mod(sample, 1) == 0) and sample.max() > 30:
+    if profile.counts:
         warnings.warn(
-            f"{what} looks like raw counts (integers up to {sample.max():g}), but `{func}` expects "
-            "log-normalised expression. Run `sc.pp.normalize_total(adata)` and "
+            f"{what} looks like raw counts (integers up to {profile.largest:g}), but `{func}` "
+            "expects log-normalised expression. Run `sc.pp.normalize_total(adata)` and "
             f"`sc.pp.log1p(adata)` first{hint}.",
             UserWarning,
             stacklevel=4,
@@ -373,10 +389,9 @@ def prepare_input(
             "adata.var_names has duplicates; run `adata.var_names_make_unique()` first."
         )
     n_pcs = 50 if n_pcs is None else int(n_pcs)
-    integer = _is_integer(X)
-    what = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    warn_if_counts(X, what, func)
-    negatives = negative_fraction(X)
+    profile = value_profile(X)
+    integer, negatives = profile.integer, profile.negative
+    warn_if_counts(profile, "adata.X" if layer is None else f"adata.layers[{layer!r}]", func)
 
     if use_rep == "X" or n_pcs == 0 or (use_rep is None and X.shape[1] <= n_pcs):
         Xf = _as_float(X)
@@ -422,10 +437,10 @@ def check_query_scale(X, inp: InputLayer) -> None:
     entries negative) against a model trained on non-negative log-normalised values (or the
     other way round), are placed confidently but wrongly.
     """
-    sample = _sample_values(X)
-    if not sample.size:
+    profile = value_profile(X)
+    if not profile.n:
         return
-    if inp.integer_input is False and np.all(np.mod(sample, 1) == 0) and sample.max() > 30:
+    if inp.integer_input is False and profile.counts:
         warnings.warn(
             "The query looks like raw counts but the model was trained on non-integer (normalised) "
             "values; normalise the query the same way as the reference before projecting.",
@@ -434,7 +449,7 @@ def check_query_scale(X, inp: InputLayer) -> None:
         )
     if inp.negative_fraction is None:
         return
-    ref_neg, query_neg = inp.negative_fraction, float((sample < 0).mean())
+    ref_neg, query_neg = inp.negative_fraction, profile.negative
     if (ref_neg < 0.01 and query_neg > 0.05) or (ref_neg > 0.05 and query_neg < 0.01):
         warnings.warn(
             f"{query_neg:.0%} of the query's values are negative against {ref_neg:.0%} in the "

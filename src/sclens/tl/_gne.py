@@ -12,15 +12,7 @@ from anndata import AnnData
 from scanpy import logging as logg
 from scipy import sparse
 
-from .._core.data import (
-    InputLayer,
-    _is_integer,
-    check_key,
-    fit_pca,
-    get_matrix,
-    negative_fraction,
-    warn_if_counts,
-)
+from .._core.data import InputLayer, check_key, fit_pca, get_matrix, value_profile, warn_if_counts
 from .._core.engine import Callback, CellSampler, Trainer, resolve_device
 from .._core.generative import (
     excess_of,
@@ -69,9 +61,10 @@ def gene_matrix(
         raise ValueError(
             "adata.var_names has duplicates; run `adata.var_names_make_unique()` first."
         )
-    integer = _is_integer(X)
+    profile = value_profile(X)
+    integer = profile.integer
     if likelihood == "mse":
-        warn_if_counts(X, what, "gne", hint=", or pass likelihood='nb' to model the counts")
+        warn_if_counts(profile, what, "gne", hint=", or pass likelihood='nb' to model the counts")
     if likelihood == "nb":
         values = X.data if sparse.issparse(X) else X
         if not integer or (values.size and values.min() < 0):
@@ -107,7 +100,7 @@ def gene_matrix(
         1.0,
         var_names,
         integer,
-        negative_fraction(X),
+        value_profile(X).negative,
     )
     return X, inp
 

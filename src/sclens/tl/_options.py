@@ -93,7 +93,7 @@ def check_float(
     return value
 
 
-def check_widths(value, name: str = "hidden", *, allow_empty: bool = False) -> tuple[int, ...]:
+def check_widths(value, name: str = "hidden") -> tuple[int, ...]:
     """Layer widths: a sequence of positive integers."""
     if isinstance(value, Integral) and not isinstance(value, bool):
         value = (value,)
@@ -102,7 +102,7 @@ def check_widths(value, name: str = "hidden", *, allow_empty: bool = False) -> t
             f"`{name}` must be a sequence of layer widths, e.g. (256, 256), got {value!r}."
         )
     widths = tuple(check_int(w, f"{name}[{i}]", low=1) for i, w in enumerate(value))
-    if not widths and not allow_empty:
+    if not widths:
         raise ValueError(f"`{name}` needs at least one layer width, got {value!r}.")
     return widths
 
