@@ -118,22 +118,24 @@ def tsne_end(_baron):
 
 def test_tsne_end_reaches_tsne_quality(tsne_end):
     Y = tsne_end.obsm["X_ardr"]
-    # measured over seeds x torch kernels x threads (benchmarks/spread.py) at 150 epochs:
-    # 0.974-0.976 / 0.978-0.979 (default 1,000: 0.981 / 0.979; sc.tl.tsne 0.982 / 0.977)
-    assert measured("trust", trust(tsne_end.obsm["X_pca"], Y)) > 0.97
+    # t-SNE grade, not UMAP grade: measured at 150 epochs over seeds 0-2 and avx512/avx2
+    # kernels, trustworthiness 0.9783-0.9785 and 10-NN accuracy 0.9767-0.9785 (default 1,000
+    # epochs: 0.982 / 0.977; sc.tl.tsne 0.982 / 0.977). Batches of graph edges (before cell
+    # batches) gave 0.974-0.976 and fail the trustworthiness floor.
+    assert measured("trust", trust(tsne_end.obsm["X_pca"], Y)) > 0.977
     assert measured("knn", knn_accuracy(Y, tsne_end.obs["cell_type1"])) > 0.97
     assert tsne_end.uns["ardr"]["params"]["normalization"] == 1.0
     assert set(tsne_end.uns["ardr"]["history"]["phase"]) == {"exaggeration", "embedding"}
 
 
 def test_umap_end_reaches_umap_quality(baron):
-    sl.tl.ardr(baron, method="umap", n_epochs=150, random_state=SEED)
+    sl.tl.ardr(baron, method="umap", n_epochs=300, random_state=SEED)
     Y = baron.obsm["X_ardr"]
-    # trustworthiness / 10-NN accuracy at 150 epochs, measured over seeds x torch kernels x
-    # threads (benchmarks/spread.py): 0.960-0.965 / 0.961-0.975 (default 1,000 epochs: 0.972 /
-    # 0.976; sc.tl.umap: 0.969 / 0.978)
-    assert measured("trust", trust(baron.obsm["X_pca"], Y)) > 0.955
-    assert measured("knn", knn_accuracy(Y, baron.obs["cell_type1"])) > 0.955
+    # trustworthiness / 10-NN accuracy at 300 epochs, measured over seeds 0-2 and avx512/avx2
+    # kernels: 0.9669-0.9686 / 0.9720-0.9771 (default 1,000 epochs: 0.973 / 0.978;
+    # sc.tl.umap: 0.969 / 0.978)
+    assert measured("trust", trust(baron.obsm["X_pca"], Y)) > 0.96
+    assert measured("knn", knn_accuracy(Y, baron.obs["cell_type1"])) > 0.965
     params = baron.uns["ardr"]["params"]
     assert params["normalization"] == 0.0 and params["b"] != 1.0
     assert params["early_exaggeration"] == 1.0
@@ -148,7 +150,12 @@ def test_forces_point_towards_attractors_and_away_from_repellers(tsne_end):
     Y = adata.obsm["X_ardr"]
     labels = adata.obs["cell_type1"].to_numpy()
     home = Y[labels == "alpha"].mean(0)
+    sizes = adata.obs["cell_type1"].value_counts()
     for name, row in table.drop(index="alpha").iterrows():
+        # a group's pushes sum to "away from its centroid" only for a group that is not strewn
+        # among the alpha cells: types of a handful of cells (schwann: 2) can sit anywhere
+        if sizes[name] < 20:
+            continue
         away = home - Y[labels == name].mean(0)
         rep = row[["repulsion_1", "repulsion_2"]].to_numpy(float)
         assert rep @ away > 0, name
@@ -216,18 +223,3 @@ def test_bad_input_raises_before_anything_changes(pbmc):
     _fails(pbmc, ValueError, r"adata.X contains 1 NaN", method="umap", use_rep="X")
 
 
-def test_exact_repulsion_uses_every_cell():
-    """With all_negatives, t-SNE's normaliser is over all pairs (i, k != i), not the batch."""
-    from sclens._core.objectives import AttractionRepulsion
-
-    rng = np.random.default_rng(0)
-    Y = rng.normal(size=(40, 2)).astype(np.float32)
-    table = CoordinateTable(Y)
-    i, j = torch.tensor([0, 5, 9]), torch.tensor([1, 6, 3])
-    out = AttractionRepulsion(normalization=1.0, all_negatives=True)(table, {"i": i, "j": j})
-    d2 = ((Y[[0, 5, 9], None, :] - Y[None]) ** 2).sum(-1)
-    w = 1.0 / (1.0 + d2)
-    w[np.arange(3), [0, 5, 9]] = np.nan
-    repulsion = np.log(np.nanmean(w))
-    attraction = np.log1p(((Y[[0, 5, 9]] - Y[[1, 6, 3]]) ** 2).sum(1)).mean()
-    np.testing.assert_allclose(float(out.total), attraction + repulsion, rtol=1e-5)

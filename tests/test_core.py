@@ -90,25 +90,69 @@ def test_randomised_pca_matches_svd(as_sparse):
     assert cosines.min() > 0.9999
 
 
-def test_normalised_repulsion_is_log_mean_similarity():
-    torch.manual_seed(0)
-    z = torch.randn(8, 2)
+def _reference_loss(Y, P, batch, normalization, a=1.0, b=1.0, rate=5.0, eps=1e-4):
+    """The attraction-repulsion loss of a batch by its definition, with exact repulsion."""
+    n = len(Y)
+    P = P / P.sum()
+    y = Y[batch]
+    off = torch.arange(n)[None, :] != torch.as_tensor(batch)[:, None]
+    d2 = ((y[:, None, :] - Y.detach()[None, :, :]) ** 2).sum(-1)  # the others from the memory
+    d2 = torch.where(off, d2, torch.ones_like(d2))  # a cell and itself: no pair (and no 0 ** b)
+    log_w = -torch.log1p(a * d2**b)
+    attraction = (n * torch.as_tensor(P[batch].toarray()) * -log_w).sum(1).mean()
+    w = log_w.exp()[off]
+    return attraction + normalization * torch.log(w.mean()) - (
+        1 - normalization
+    ) * rate * torch.log1p(-w + eps).mean()
 
-    def enc(idx):
-        return z[idx]
 
-    i, j = torch.arange(4), torch.arange(4, 8)
-    obj = AttractionRepulsion(normalization=1.0, n_negatives=4)
-    out = obj(enc, {"i": i, "j": j})
-    d2 = ((z[i][:, None] - z[j][None]) ** 2).sum(-1)
-    off = ~torch.eye(4, dtype=torch.bool)
-    w = 1 / (1 + d2[off])
-    attraction = torch.log1p(((z[i] - z[j]) ** 2).sum(1)).mean()
-    torch.testing.assert_close(out.total, attraction + torch.log(w.mean()))
-    umap = AttractionRepulsion(normalization=0.0, n_negatives=4, negative_rate=5, eps=0)(
-        enc, {"i": i, "j": j}
-    )
-    torch.testing.assert_close(umap.total, attraction - 5 * torch.log(1 - w).mean())
+@pytest.mark.parametrize("normalization", [1.0, 0.0, 0.5])
+def test_attraction_repulsion_value_and_forces_match_the_definition(normalization):
+    """Closed-form forces == autograd of the loss written out (t-SNE, UMAP kernel, a mix)."""
+    from sclens._core.networks import CoordinateTable
+
+    rng = np.random.default_rng(0)
+    n = 30
+    Y = rng.normal(size=(n, 2)).astype(np.float32)
+    P = sparse.random(n, n, density=0.2, random_state=0, format="csr")
+    P = (P + P.T).tocsr()
+    P.setdiag(0)
+    P.eliminate_zeros()
+    a, b = (1.0, 1.0) if normalization == 1.0 else (1.6, 0.9)
+    batch = np.array([0, 3, 7, 11, 29])
+    table = CoordinateTable(Y)
+    obj = AttractionRepulsion(P, normalization=normalization, a=a, b=b, n_negatives=None, z_decay=0)
+    out = obj(table, {"idx": torch.as_tensor(batch)})
+    out.total.backward()
+    Yt = torch.as_tensor(Y, dtype=torch.float64).requires_grad_()
+    ref = _reference_loss(Yt, P, batch, normalization, a, b)
+    ref.backward()
+    torch.testing.assert_close(out.total.detach().double(), ref.detach(), rtol=1e-5, atol=1e-6)
+    # only the batch's own coordinates move (their neighbours' are read from the memory)
+    torch.testing.assert_close(table.coords.grad.double(), Yt.grad, rtol=1e-4, atol=1e-6)
+    assert Yt.grad[np.setdiff1d(np.arange(n), batch)].abs().max() == 0
+
+
+def test_attraction_repulsion_running_normaliser_keeps_the_gradient_direction():
+    """With a running Z, a step's gradient is grad(mean w) / Z: the same direction as with the
+    batch's own Z, scaled by the ratio of the two (a pair is not divided by itself)."""
+    from sclens._core.networks import CoordinateTable
+
+    rng = np.random.default_rng(1)
+    n = 40
+    Y = rng.normal(size=(n, 2)).astype(np.float32)
+    P = sparse.identity(n, format="csr")  # attraction vanishes: pure repulsion
+    idx = {"idx": torch.arange(0, 10)}
+    grads = []
+    for decay in (0.0, 0.9):
+        table = CoordinateTable(Y)
+        obj = AttractionRepulsion(P, n_negatives=None, z_decay=decay)
+        obj._z = torch.tensor(0.05)  # a running estimate from earlier steps
+        obj(table, idx).total.backward()
+        grads.append(table.coords.grad[:10].double())
+    ratio = grads[1] / grads[0]
+    assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-4)
+    assert not torch.allclose(ratio.flatten()[0], torch.tensor(1.0, dtype=torch.float64))
 
 
 def _toy_model():

@@ -1,8 +1,8 @@
 """Objectives: each takes an encoder and a batch of cell indices and returns a :class:`Loss`.
 
 The attraction-repulsion objective covers t-SNE and UMAP as two settings of one mechanism:
-attraction ``-log w(d_ij)`` on graph edges sampled in proportion to their affinity, repulsion
-on cross pairs of the batch (negative samples), either *normalised* (t-SNE: ``log`` of the
+attraction ``-log w(d_ij)`` of each batch cell to all its graph neighbours, weighted by their
+affinity, and repulsion from randomly drawn cells, either *normalised* (t-SNE: ``log`` of the
 mean similarity, an estimate of ``log Z``) or *unnormalised* (UMAP: ``-log(1 - w)``).
 
 Generative maps (GNE) minimise :class:`Reconstruction`: the decoder's error on each cell's
@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import sparse
 
 __all__ = [
     "Loss",
     "AttractionRepulsion",
+    "EXACT_REPULSION_CELLS",
     "Classification",
     "DENPairs",
     "Reconstruction",
@@ -51,54 +53,79 @@ def pairwise_sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T).clamp_min(0.0)
 
 
+#: up to this many cells, the repulsion is exact (every cell a negative) by default
+EXACT_REPULSION_CELLS = 1000
+
+
 @dataclass
 class AttractionRepulsion:
-    """Attraction on edges, repulsion on negative pairs; ``normalization`` in [0, 1].
+    """t-SNE and UMAP as one objective: attraction on graph neighbours, repulsion from other cells.
 
-    loss = exaggeration * mean_edges[-log w(d_ij)]
-           + normalization * log(mean_neg w(d))                     (t-SNE, normalised)
-           + (1 - normalization) * negative_rate * mean_neg[-log(1 - w(d))]   (UMAP)
-    with ``w(d) = 1 / (1 + a d^{2b})`` (``a = b = 1``: the Cauchy kernel of t-SNE).
+    A batch is a set of cells (``batch['idx']``). Each cell ``i`` is pulled by *all* its graph
+    neighbours (its row of the affinity matrix ``graph``: symmetric, rescaled here to sum to 1
+    over all pairs) and pushed by ``n_negatives`` cells drawn at random (``None``: every cell,
+    i.e. exact repulsion). With ``n`` cells and ``w(d) = 1 / (1 + a d^{2b})`` (``a = b = 1``:
+    t-SNE's Cauchy kernel), the loss of the batch is the mean over its cells of::
+
+        exaggeration * sum_j n p_ij [-log w_ij]
+        + normalization * log(mean_k w_ik) (over all batch-negative pairs; t-SNE: log Z)
+        + (1 - normalization) * negative_rate * mean_k [-log(1 - w_ik)]   (UMAP)
+
+    so ``normalization`` in [0, 1] moves from UMAP (0) to t-SNE (1), the attraction-repulsion
+    view of both. The neighbours' and negatives' coordinates come from a memory: the encoder's
+    output for every cell, computed at the phase's first step and refreshed for the batch's
+    cells at every step (an entry is at most one epoch old). Only the batch's own coordinates
+    are differentiated: each cell receives its full t-SNE (UMAP) force, pairs counted from one
+    side. The forces are computed in closed form; autograd only carries them through the
+    encoder (a network, or a coordinate table).
+
+    Why cell batches: a batch of graph edges gives each network evaluation one neighbour's
+    pull, a very noisy force; here one evaluation per cell buys its whole neighbourhood.
+    Why ``z_decay``: normalising by the batch's own mean similarity weighs a pair by
+    ``w / sum_batch(w)``, so the rare close pairs that carry t-SNE's short-range repulsion are
+    divided by themselves; a running mean ``Z`` (decay ``z_decay`` per step) gives each pair the
+    weight ``w / Z`` (the loss value is then ``log Z + mean(w) / Z - 1``, equal to ``log mean(w)``
+    to first order).
     """
 
+    graph: sparse.spmatrix | None = None
     normalization: float = 1.0
     exaggeration: float = 1.0
     a: float = 1.0
     b: float = 1.0
     negative_rate: float = 5.0
-    n_negatives: int = 256
+    n_negatives: int | None = 256
     eps: float = 1e-4
-    #: repel from every row of a coordinate table (``encoder.coords``) instead of batch negatives
-    all_negatives: bool = False
+    z_decay: float = 0.9
+    generator: torch.Generator | None = None
+    _memory: torch.Tensor | None = field(default=None, repr=False)
+    _csr: tuple | None = field(default=None, repr=False)
+    _z: torch.Tensor | None = field(default=None, repr=False)
+    refresh_every: int = 0
+    _steps: int = field(default=0, repr=False)
+
+    distributed = True  # each rank shares its batch's coordinates (see _remember)
 
     @property
-    def distributed(self) -> bool:
-        """Only ``encoder(idx)`` is called (no table access), so DistributedDataParallel applies."""
-        return not self.all_negatives
+    def n(self) -> int:
+        return self.graph.shape[0]
 
-    def kernel_log(self, d2: torch.Tensor) -> torch.Tensor:
-        if self.b == 1.0:
-            return -torch.log1p(self.a * d2)
-        return -torch.log1p(self.a * d2.clamp_min(self.eps) ** self.b)
-
-    def __call__(self, encoder, batch) -> Loss:
+    def _edges(self, encoder, batch) -> Loss:
+        """A batch of graph edges ``(i, j)`` drawn in proportion to their affinity
+        (:class:`~sclens._core.engine.EdgeSampler`): both ends are encoded; each edge start is
+        repelled from the first ``n_negatives`` edge ends (its own partner excluded), with
+        autograd through both ends. Networks train on edge batches (measured: cell batches give
+        better coordinate tables but worse networks, ``docs/methods/ardr.md``)."""
         i, j = batch["i"], batch["j"]
         z = encoder(torch.cat([i, j]))
         zi, zj = z[: len(i)], z[len(i) :]
         attraction = -self.kernel_log(((zi - zj) ** 2).sum(1)).mean()
-        if self.all_negatives:
-            # every edge start against every cell of the table but itself: exact repulsion
-            d2 = pairwise_sq_dists(zi, encoder.coords)
-            off = torch.arange(d2.shape[1], device=z.device)[None, :] != i[:, None]
-        else:
-            # negatives: every edge start against the first n_negatives edge ends of the
-            # (shuffled) batch, its own partner excluded
-            m = min(self.n_negatives, len(j))
-            d2 = pairwise_sq_dists(zi, zj[:m])
-            off = (
-                torch.arange(len(i), device=z.device)[:, None]
-                != torch.arange(m, device=z.device)[None, :]
-            )
+        m = len(j) if self.n_negatives is None else min(self.n_negatives, len(j))
+        d2 = pairwise_sq_dists(zi, zj[:m])
+        off = (
+            torch.arange(len(i), device=z.device)[:, None]
+            != torch.arange(m, device=z.device)[None, :]
+        )
         log_w = self.kernel_log(d2[off])
         repulsion = z.new_zeros(())
         if self.normalization > 0:
@@ -114,6 +141,123 @@ class AttractionRepulsion:
         return Loss(
             total,
             {"attraction": float(attraction.detach()), "repulsion": float(repulsion.detach())},
+        )
+
+    def kernel_log(self, d2: torch.Tensor) -> torch.Tensor:
+        """``log w(d)`` from squared distances."""
+        if self.b == 1.0:
+            return -torch.log1p(self.a * d2)
+        return -torch.log1p(self.a * d2.clamp_min(self.eps) ** self.b)
+
+    def kernel_slope(self, d2: torch.Tensor) -> torch.Tensor:
+        """``g = 2 a b d^{2(b-1)}``: ``d(-log w)/dy_i = w g (y_i - y_j)``, ``dw/dy_i = -w^2 g (y_i - y_j)``."""
+        if self.b == 1.0:
+            return torch.full_like(d2, 2.0 * self.a)
+        return 2.0 * self.a * self.b * d2.clamp_min(self.eps) ** (self.b - 1.0)
+
+    def _rows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(position in the batch, neighbour, ``n p``) of every stored entry of the rows ``idx``."""
+        if self._csr is None:
+            P = sparse.csr_matrix(self.graph)
+            self._csr = tuple(
+                torch.as_tensor(a, device=idx.device)
+                for a in (
+                    P.indptr.astype(np.int64),
+                    P.indices.astype(np.int64),
+                    (P.data * (P.shape[0] / P.data.sum())).astype(np.float32),
+                )
+            )
+        indptr, indices, data = self._csr
+        start, count = indptr[idx], indptr[idx + 1] - indptr[idx]
+        row = torch.repeat_interleave(torch.arange(len(idx), device=idx.device), count)
+        first = torch.cumsum(count, 0) - count
+        pos = start[row] + torch.arange(len(row), device=idx.device) - first[row]
+        return row, indices[pos], data[pos]
+
+    @torch.no_grad()
+    def _fill_memory(self, encoder, device) -> None:
+        was = encoder.training
+        encoder.eval()
+        step = 8192
+        parts = [
+            encoder(torch.arange(s, min(s + step, self.n), device=device))
+            for s in range(0, self.n, step)
+        ]
+        encoder.train(was)
+        self._memory = torch.cat(parts).float()
+
+    def _remember(self, idx: torch.Tensor, y: torch.Tensor) -> None:
+        """Write the batch's coordinates into the memory (every rank's batch under ``torchrun``)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            self._memory[idx] = y
+            return
+        size = dist.get_world_size()
+        counts = [torch.zeros(1, dtype=torch.long, device=idx.device) for _ in range(size)]
+        dist.all_gather(counts, torch.tensor([len(idx)], device=idx.device))
+        pad = int(max(c.item() for c in counts)) - len(idx)
+        idx_p = torch.cat([idx, idx.new_zeros(pad)])
+        y_p = torch.cat([y, y.new_zeros(pad, y.shape[1])])
+        all_idx = [torch.empty_like(idx_p) for _ in range(size)]
+        all_y = [torch.empty_like(y_p) for _ in range(size)]
+        dist.all_gather(all_idx, idx_p)
+        dist.all_gather(all_y, y_p)
+        for c, i, v in zip(counts, all_idx, all_y, strict=True):
+            self._memory[i[: int(c.item())]] = v[: int(c.item())]
+
+    def __call__(self, encoder, batch) -> Loss:
+        if "idx" not in batch:
+            return self._edges(encoder, batch)
+        idx = batch["idx"]
+        if self.graph is None:
+            raise ValueError("AttractionRepulsion on batches of cells needs the affinity `graph`.")
+        if self._memory is None or (self.refresh_every and self._steps % self.refresh_every == 0):
+            self._fill_memory(encoder, idx.device)
+        self._steps += 1
+        z = encoder(idx)
+        with torch.no_grad():
+            y, memory, B = z.detach().float(), self._memory, len(idx)
+            # attraction: every graph neighbour of every batch cell
+            row, nbr, weight = self._rows(idx)
+            diff = y[row] - memory[nbr]
+            d2 = (diff * diff).sum(1)
+            log_w = self.kernel_log(d2)
+            attraction = float((weight * -log_w).sum()) / B
+            coef = self.exaggeration * weight * log_w.exp() * self.kernel_slope(d2) / B
+            grad = torch.zeros_like(y).index_add_(0, row, coef[:, None] * diff)
+            # repulsion: random cells (or all of them), the cell itself excluded
+            if self.n_negatives is None or self.n_negatives >= self.n:
+                neg = torch.arange(self.n, device=idx.device)
+            else:
+                neg = torch.randint(self.n, (self.n_negatives,), generator=self.generator)
+                neg = neg.to(idx.device)
+            others = memory[neg]
+            d2 = pairwise_sq_dists(y, others)
+            same = idx[:, None] == neg[None, :]
+            w = self.kernel_log(d2).masked_fill(same, -torch.inf).exp()
+            count = same.numel() - int(same.sum())
+            dw = -(w * w) * self.kernel_slope(d2)  # dw_ik/dy_i = dw_ik (y_i - m_k)
+            repulsion, coef = 0.0, torch.zeros_like(w)
+            if self.normalization > 0:
+                mean_w = w.sum() / count
+                if self._z is None or self.z_decay <= 0:
+                    self._z = mean_w
+                else:
+                    self._z = self.z_decay * self._z + (1 - self.z_decay) * mean_w
+                repulsion += self.normalization * float(torch.log(self._z) + mean_w / self._z - 1)
+                coef += (self.normalization / (count * self._z)) * dw
+            if self.normalization < 1:
+                share = (1 - self.normalization) * self.negative_rate / count
+                repulsion += share * float(-torch.log1p(-w + self.eps).sum())
+                coef += share * dw / (1 - w + self.eps)
+            grad += coef.sum(1, keepdim=True) * y - coef @ others
+            self._remember(idx, y)
+        value = self.exaggeration * attraction + repulsion
+        # the loss's value, with the gradient grad . dz carried through the encoder by autograd
+        total = (z * grad.to(z.dtype)).sum()
+        return Loss(
+            total - total.detach() + value, {"attraction": attraction, "repulsion": repulsion}
         )
 
 

@@ -17,7 +17,7 @@ from .._core.forces import METRICS, GramMismatch, double_centre, sq_dists
 from .._core.graph import neighbor_graph
 from .._core.model import Model
 from .._core.networks import CoordinateTable, IndexedNetwork, Network
-from .._core.objectives import AttractionRepulsion, umap_ab
+from .._core.objectives import EXACT_REPULSION_CELLS, AttractionRepulsion, umap_ab
 from .._core.threads import fixed_threads
 from ._common import auto_epochs, jsonable, seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
@@ -166,17 +166,15 @@ def ardr(
         plane with principal-angle cosines >= 0.9998 and singular values 0.1-1% too large
         (the batch is centred on its own mean).
     exact_repulsion
-        ``'tsne'``/``'umap'`` coordinates: repel each edge's cell from every cell (cost
-        ``n`` per edge) instead of from 256 cells of the batch. ``None``: exact up to 1,000
-        cells, where the batch estimate of t-SNE's normaliser is noisiest (pbmc68k_reduced, 700
-        cells: trustworthiness 0.921 instead of 0.912, within 0.01 of ``sc.tl.tsne``'s 0.928,
-        at about 3x the time).
+        ``'tsne'``/``'umap'`` coordinates: repel each cell of a batch from every cell (cost
+        ``n`` per cell) instead of from 256 random cells. ``None``: exact up to 1,000 cells.
     init
         Starting coordinates: ``'random'`` (small Gaussian; default for ``'pca'``/``'mds'``),
         ``'pca'`` (default for ``'tsne'``/``'umap'``), ``'spectral'`` (eigenvectors of the kNN
         graph's Laplacian) or an ``.obsm`` key. Not used with ``parametric=True``.
     n_epochs
-        Training epochs. ``'tsne'``/``'umap'``: an epoch samples ``n_obs`` edges; ``None``: at
+        Training epochs. ``'tsne'``/``'umap'``: an epoch is a pass over all cells (coordinates)
+        or ``n_obs`` sampled edges (networks); ``None``: at
         least 2,000 steps for coordinates (the network recipe of ``ptsne`` for networks).
         ``'pca'``/``'mds'``: an epoch is one pass over the cells (one step when exact); ``None``:
         up to 1,000 exact steps (stopping once the loss is stable), 100 sampled epochs.
@@ -185,7 +183,9 @@ def ardr(
         plain gradient descent at 0.125 in units of the inverse largest eigenvalue of the target
         (``'pca'``/``'mds'`` coordinates), which converges for values below 0.25.
     batch_size
-        Edges per minibatch (``'tsne'``/``'umap'``), or cells per minibatch for a network trained
+        ``'tsne'``/``'umap'``: cells per minibatch for coordinates (each pulled by all its graph
+        neighbours, pushed by 256 random cells), edges per minibatch for a network (each edge's
+        start pushed by 256 edge ends of the batch); cells per minibatch for a network trained
         on ``'pca'``/``'mds'`` forces without ``sampled_pairs``.
     early_exaggeration
         Factor on the attraction during the first quarter of the epochs; ``None``: 4 when
@@ -350,22 +350,27 @@ def ardr(
                 else auto_epochs(n, batch_size, min_steps=2000, max_steps=10_000, passes=200)
             )
         if exact_repulsion is None:
-            exact_repulsion = not parametric and n <= 1000
+            exact_repulsion = not parametric and n <= EXACT_REPULSION_CELLS
         if exact_repulsion and parametric:
             raise ValueError("exact_repulsion needs a coordinate table; use parametric=False.")
-        edges = EdgeSampler(graph, batch_size)
+        # a table trains on batches of cells (each pulled by all its neighbours), a network on
+        # batches of edges: each is the better of the two for it (docs/methods/ardr.md)
+        sampler = EdgeSampler(graph, batch_size) if parametric else CellSampler(n, batch_size)
+        affinities = None if parametric else graph.to_sparse()
         n_early = int(round(0.25 * n_epochs)) if early_exaggeration != 1 else 0
         phases = [("exaggeration", early_exaggeration, n_early), ("embedding", 1.0, None)]
         for phase, ex, epochs in phases:
             trainer.optimize(
                 AttractionRepulsion(
+                    affinities,
                     normalization=float(normalization),
                     exaggeration=ex,
                     a=a,
                     b=b,
-                    all_negatives=bool(exact_repulsion),
+                    n_negatives=None if exact_repulsion else 256,
+                    generator=trainer.generator,
                 ),
-                edges,
+                sampler,
                 n_epochs=n_epochs - n_early if epochs is None else epochs,
                 learning_rate=lr,
                 phase=phase,

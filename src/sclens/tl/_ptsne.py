@@ -180,7 +180,7 @@ def ptsne(
         ]
     n_early = int(round(exaggeration_fraction * epochs)) if early_exaggeration != 1 else 0
     trainer.optimize(
-        AttractionRepulsion(normalization=1.0, exaggeration=early_exaggeration),
+        AttractionRepulsion(exaggeration=early_exaggeration),
         edges,
         n_epochs=n_early,
         learning_rate=learning_rate,
@@ -188,7 +188,7 @@ def ptsne(
         parameters=groups,
     )
     trainer.optimize(
-        AttractionRepulsion(normalization=1.0),
+        AttractionRepulsion(),
         edges,
         n_epochs=epochs - n_early,
         learning_rate=learning_rate,
