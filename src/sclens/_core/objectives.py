@@ -61,7 +61,9 @@ EXACT_REPULSION_CELLS = 1000
 class AttractionRepulsion:
     """t-SNE and UMAP as one objective: attraction on graph neighbours, repulsion from other cells.
 
-    A batch is a set of cells (``batch['idx']``). Each cell ``i`` is pulled by *all* its graph
+    Two kinds of batch. Graph edges (``batch['i']``, ``batch['j']``, from
+    :class:`~sclens._core.engine.EdgeSampler`; networks train on these): see :meth:`_edges`.
+    Cells (``batch['idx']``; coordinate tables): each cell ``i`` is pulled by *all* its graph
     neighbours (its row of the affinity matrix ``graph``: symmetric, rescaled here to sum to 1
     over all pairs) and pushed by ``n_negatives`` cells drawn at random (``None``: every cell,
     i.e. exact repulsion). With ``n`` cells and ``w(d) = 1 / (1 + a d^{2b})`` (``a = b = 1``:
@@ -79,9 +81,10 @@ class AttractionRepulsion:
     side. The forces are computed in closed form; autograd only carries them through the
     encoder (a network, or a coordinate table).
 
-    Why cell batches: a batch of graph edges gives each network evaluation one neighbour's
-    pull, a very noisy force; here one evaluation per cell buys its whole neighbourhood.
-    Why ``z_decay``: normalising by the batch's own mean similarity weighs a pair by
+    Why cell batches: a batch of graph edges gives each cell one neighbour's pull, a very noisy
+    force; here each cell of the batch feels its whole neighbourhood (a better table for the
+    same epochs; for networks it measured worse from ~16,000 cells on, see docs/methods/ardr.md).
+    Why ``z_decay`` (cell batches only): normalising by the batch's own mean similarity weighs a pair by
     ``w / sum_batch(w)``, so the rare close pairs that carry t-SNE's short-range repulsion are
     divided by themselves; a running mean ``Z`` (decay ``z_decay`` per step) gives each pair the
     weight ``w / Z`` (the loss value is then ``log Z + mean(w) / Z - 1``, equal to ``log mean(w)``
@@ -101,8 +104,6 @@ class AttractionRepulsion:
     _memory: torch.Tensor | None = field(default=None, repr=False)
     _csr: tuple | None = field(default=None, repr=False)
     _z: torch.Tensor | None = field(default=None, repr=False)
-    refresh_every: int = 0
-    _steps: int = field(default=0, repr=False)
 
     distributed = True  # each rank shares its batch's coordinates (see _remember)
 
@@ -212,9 +213,8 @@ class AttractionRepulsion:
         idx = batch["idx"]
         if self.graph is None:
             raise ValueError("AttractionRepulsion on batches of cells needs the affinity `graph`.")
-        if self._memory is None or (self.refresh_every and self._steps % self.refresh_every == 0):
+        if self._memory is None:
             self._fill_memory(encoder, idx.device)
-        self._steps += 1
         z = encoder(idx)
         with torch.no_grad():
             y, memory, B = z.detach().float(), self._memory, len(idx)
