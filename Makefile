@@ -55,6 +55,7 @@ bench: $(VENV)/.installed-test  ## benchmarks against scanpy (slow; not run by C
 	$(PY) benchmarks/gne.py --out benchmarks/results --dataset pbmc10x --seeds ""
 	$(PY) benchmarks/gne_nb.py --out benchmarks/results
 	$(PY) benchmarks/rank_genes.py --out benchmarks/results
+	$(PY) benchmarks/attributions.py --out benchmarks/results --save benchmarks/cache/attributions
 	$(PY) benchmarks/maps.py --out benchmarks/results
 	$(PY) benchmarks/portability.py --datasets baron --caps avx512,avx2 --threads 1,2 --seeds 0,1 --out benchmarks/results
 

@@ -111,3 +111,29 @@ def test_den_figure_lists_every_cluster(n_clusters):
                 )
     finally:
         plt.close(fig)
+
+
+def test_planted_markers_draws_differ_in_what_matters():
+    """Each draw records its settings, plants 10 up-regulated markers per group that are
+    higher in their group, and honours settings given by hand."""
+    draws = [sl.datasets.planted_markers(random_state=s) for s in range(4)]
+    settings = [d.uns["planted"] for d in draws]
+    assert len({(s["n_genes"], s["n_groups"]) for s in settings}) > 1
+    for adata, s in zip(draws, settings, strict=True):
+        assert adata.n_vars == s["n_genes"]
+        assert adata.obs["group"].cat.categories.size == s["n_groups"]
+        assert adata.obs["group"].value_counts().min() >= 30
+        X = adata.X.toarray()
+        for g, genes in adata.uns["markers"].items():
+            up = adata.var_names.get_indexer(genes[:10])
+            assert (adata.var["direction"].iloc[up] == "up").all()
+            inside = (adata.obs["group"] == g).to_numpy()
+            per_cell = X / X.sum(1, keepdims=True)
+            assert (
+                per_cell[inside][:, up].mean(0) > per_cell[~inside][:, up].mean(0)
+            ).mean() >= 0.9
+    fixed = sl.datasets.planted_markers(random_state=5, n_groups=3, down=False, n_modules=2)
+    assert fixed.uns["planted"]["n_groups"] == 3 and not fixed.uns["planted"]["down"]
+    assert set(fixed.var["module"]) == {"", "module0", "module1"}
+    with pytest.raises(TypeError, match="unknown settings"):
+        sl.datasets.planted_markers(n_group=3)

@@ -48,11 +48,10 @@ def precision_at_10(adata, key):
 def test_every_method_finds_the_planted_markers(syn, method, kwargs):
     """Precision@10 of the planted markers in the worst of the 5 groups.
 
-    Measured over seeds x torch kernels x threads (benchmarks/spread.py): worst group
-    saliency 0.9-1.0, saliency x input and integrated gradients 1.0, SHAP 0.7-0.9. SHAP's 0.7
-    (group 4 with AVX2 kernels, two threads) stays at 0.7 with 100 or 200 explained cells: a
-    property of that map, not sampling noise; attributions that hold on maps nobody tuned for
-    are the subject of their own issue. Floors: worst group 0.6 (SHAP), 0.8 (the others).
+    Measured over seeds 0-1 x AVX-512/AVX2 kernels x 1-2 threads (benchmarks/spread.py): 1.0
+    in the worst group for every method, since the reference is taken group by group and scores
+    are signed by the direction of expression (before: SHAP 0.7-0.9, saliency 0.9-1.0). Floors
+    kept from then: worst group 0.6 (SHAP), 0.8 (the others).
     """
     adata = syn.copy()
     sl.tl.rank_genes(adata, "group", model_key="ptsne", method=method, **kwargs)
@@ -64,20 +63,20 @@ def test_every_method_finds_the_planted_markers(syn, method, kwargs):
 def test_integrated_gradients_and_shap_are_complete(syn):
     """Attributions of all genes sum to t(x) - t(baseline).
 
-    Measured over seeds x torch kernels x threads (benchmarks/spread.py), relative errors at
-    the default 128 steps: group totals 1e-5 to 5.1e-4, a group's median cell 3.1e-4 to 4.6e-3
-    (the worst: group 4 of the map trained with AVX2 kernels, where the map bends most; 1.6e-3
-    there at 256 steps); at 512 steps the 90th percentile of cells 2.4e-4 to 5.4e-4.
-    Floors: 2e-3, 1e-2 and 1e-3. SHAP (DeepLIFT) is complete by construction.
+    Measured over seeds 0-1 x AVX-512/AVX2 kernels x 1-2 threads (benchmarks/spread.py),
+    relative errors at the default 32 steps, intervals with several kinks split further: group
+    totals 6.6e-8 to 1.3e-6, a group's median cell 1.7e-7 to 1.2e-6 (uniform 128 steps without
+    splitting: up to 5e-4 and 4.6e-3); at 512 steps the 90th percentile of cells 1.4e-5 to
+    1.6e-5. Floors: 1e-4 for all three. SHAP (DeepLIFT) is complete by construction.
     """
     adata = syn.copy()
     sl.tl.rank_genes(adata, "group", model_key="ptsne", method="integrated_gradients", n_cells=60)
     for st in adata.uns["rank_genes_integrated_gradients"]["attributions"].values():
         delta, total = st["output"], st["total"]
         sum_err = abs(total.sum() - delta.sum()) / np.abs(delta).sum()
-        assert measured("group_sum_error", sum_err) <= 2e-3
+        assert measured("group_sum_error", sum_err) <= 1e-4
         median_err = np.median(np.abs(total - delta) / np.abs(delta))
-        assert measured("median_error", median_err) <= 1e-2
+        assert measured("median_error", median_err) <= 1e-4
     # and per cell as the quadrature is refined
     sl.tl.rank_genes(
         adata, "group", model_key="ptsne", method="integrated_gradients", n_cells=60, n_steps=512
@@ -88,7 +87,7 @@ def test_integrated_gradients_and_shap_are_complete(syn):
             for st in adata.uns["rank_genes_integrated_gradients"]["attributions"].values()
         ]
     )
-    assert measured("q90_error_512", np.quantile(err, 0.9)) <= 1e-3
+    assert measured("q90_error_512", np.quantile(err, 0.9)) <= 1e-4
     sl.tl.rank_genes(adata, "group", model_key="ptsne", method="shap", n_cells=20, n_background=30)
     for st in adata.uns["rank_genes_shap"]["attributions"].values():
         np.testing.assert_allclose(
@@ -136,7 +135,8 @@ def test_directional_saliency_points_from_source_to_target(syn):
     definition: one gradient, at a point that need not lie on the data) away 0.4-1.0, which
     is why the averaged form exists. The toward end depends on where the map happens to put the
     other groups: a group lying between source and target lends its own markers to the
-    direction (seed 1 with AVX2 kernels: 0.5). Floors: 0.4, 0.8 and 0.3.
+    direction (seed 1 with AVX2 kernels: 0.5). Measured again (seeds 0-1 x AVX-512/AVX2 x
+    1-2 threads): toward 0.7-0.9, away 1.0, centroid away 0.6-0.7. Floors: 0.4, 0.8 and 0.3.
     """
     adata = syn.copy()
     up = adata.var["direction"] == "up"
@@ -203,9 +203,9 @@ def pancreas_maps():
 def test_canonical_pancreas_markers(pancreas_maps):
     """Each type's canonical marker ranks high by integrated gradients on the ptsne map.
 
-    Worst rank of the six markers, measured over seeds x torch kernels x threads
-    (benchmarks/spread.py): 5-20 (KRT19 in ductal cells; reported beyond 20 on an AMD EPYC
-    CPU). Floor: 30 of 2,000 genes.
+    Worst rank of the six markers, measured over seeds 0-1 x AVX-512/AVX2 kernels x 1-2
+    threads (benchmarks/spread.py): 5-11 (earlier scoring: 5-20, reported beyond 20 on an AMD
+    EPYC CPU). Floor: 30 of 2,000 genes.
     """
     adata = pancreas_maps.copy()
     sl.tl.rank_genes(adata, "cell_type1", model_key="ptsne", method="integrated_gradients")
@@ -220,7 +220,7 @@ def test_den_cluster_logits_name_the_markers(pancreas_maps):
     One miss is allowed: since DEN joins connected clusters (merge_threshold), the delta
     cluster's logit ranks SST last (1999 of 2000; GCG first, i.e. "not alpha"), measured with
     seed 0. INS, GCG, PRSS1, PPY and KRT19 rank 1, 1, 6, 1 and 6. ptsne IG names SST first
-    (``test_canonical_pancreas_markers``).
+    (``test_canonical_pancreas_markers``). Over seeds 0-1 x kernels x threads: 0-1 missed.
     """
     adata = pancreas_maps.copy()
     sl.tl.rank_genes(adata, "den", model_key="den", method="integrated_gradients", n_cells=200)
@@ -261,3 +261,91 @@ def test_bad_input_raises_before_writing(syn):
     with pytest.raises(ValueError, match="cannot be attributed to genes"):
         sl.tl.rank_genes(obsm, "group", model_key="mine")
     assert snapshot(adata) == before
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """A draw of the random planted-marker family (not the generator the methods grew up on).
+
+    Draw 0: 6 groups of about 260 cells, 2,788 genes, markers at 7x drawn anywhere in the
+    expression range (quiet ones included), one correlated module of null genes. Its map puts
+    group 1 amid the other five, where a pooled 'rest' maps onto the group itself.
+    """
+    adata = sl.datasets.planted_markers(random_state=0)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.pca(adata, n_comps=50, random_state=0)
+    sl.tl.ptsne(adata, epochs=300, random_state=SEED)
+    return adata
+
+
+@pytest.mark.parametrize(
+    "method, kwargs",
+    [
+        ("saliency", {}),
+        ("integrated_gradients", {}),
+        ("shap", {"n_cells": 60}),
+    ],
+    ids=["saliency", "integrated_gradients", "shap"],
+)
+def test_markers_of_a_generator_nobody_tuned_for(planted, method, kwargs):
+    """Precision@10 of the planted up-regulated markers on a draw of the random family.
+
+    Wilcoxon: 1.0 in every group. Measured (benchmarks/spread.py, seeds 0-1 x AVX-512/AVX2
+    kernels x 1-2 threads): 1.0 in every group for every method. Floors: mean 0.9, worst group
+    0.7. Over 30 random draws with default maps, see benchmarks/attributions.py.
+    """
+    adata = planted.copy()
+    sl.tl.rank_genes(adata, "group", model_key="ptsne", method=method, **kwargs)
+    prec = precision_at_10(adata, f"rank_genes_{method}")
+    assert measured("mean_precision", np.mean(list(prec.values()))) >= 0.9, prec
+    assert measured("min_precision", min(prec.values())) >= 0.7, prec
+
+
+def test_deletion_curves(syn):
+    """Removing a group's top attributed genes moves its cells out; random genes do not.
+
+    Measured (seeds 0-1 x AVX-512/AVX2 kernels x 1-2 threads): with the top 10 genes removed,
+    0.41-0.43 of the cells left their group (integrated gradients' ranking), 0.020-0.027 with
+    random genes. Floors: 0.3 and at most 0.1.
+    """
+    adata = syn.copy()
+    sl.tl.rank_genes(adata, "group", model_key="ptsne", method="integrated_gradients")
+    sc.tl.rank_genes_groups(adata, "group", method="wilcoxon")
+    before = snapshot(adata)
+    with pytest.raises(KeyError, match="rank_genes_groups layout"):
+        sl.tl.attribution_faithfulness(adata, "group", model_key="ptsne", keys=["nope"])
+    with pytest.raises(ValueError, match="reads only"):
+        sl.tl.attribution_faithfulness(
+            adata, "group", model_key="ptsne", keys=["rank_genes_groups"], n_genes=[5000]
+        )
+    assert snapshot(adata) == before
+    keys = ["rank_genes_integrated_gradients", "rank_genes_groups"]
+    sl.tl.attribution_faithfulness(adata, "group", model_key="ptsne", keys=keys, n_genes=(5, 10))
+    table = adata.uns["attribution_faithfulness"]["table"]
+    assert set(table.ranking) == {*keys, "random"} and set(table.n_genes) == {5, 10}
+    left = table.groupby(["ranking", "n_genes"])["left"].mean()
+    assert measured("ig_left_10", left["rank_genes_integrated_gradients", 10]) >= 0.3
+    assert measured("random_left_10", left["random", 10]) <= 0.1
+    ax = sl.pl.attribution_faithfulness(adata, show=False)
+    assert len(ax.get_lines()) == 3
+    plt.close("all")
+
+
+def test_directional_integrated_gradients(syn):
+    """Integrated gradients from group 0 to group 1: complete, and the ends are the markers.
+
+    The path changes only what differs between the groups, so both groups' planted markers
+    lead (group 1's gained, group 0's lost). Measured (seeds 0-1 x AVX-512/AVX2 kernels x 1-2
+    threads): completeness 4e-8 to 7.1e-6, top 10 all planted markers. Floors: 1e-4, 0.8.
+    """
+    adata = syn.copy()
+    sl.tl.directional_saliency(
+        adata, "0", "1", groupby="group", model_key="ptsne", method="integrated_gradients"
+    )
+    res = adata.uns["directional_saliency"]
+    assert res["distance"] > 0
+    assert measured("completeness", res["completeness"]) <= 1e-4
+    markers = set(adata.uns["markers"]["0"]) | set(adata.uns["markers"]["1"])
+    top = list(res["names"][:10])
+    assert measured("top_markers", np.mean([g in markers for g in top])) >= 0.8

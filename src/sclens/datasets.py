@@ -10,7 +10,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-__all__ = ["synthetic_counts", "write_synthetic_h5ad", "pancreas"]
+__all__ = ["synthetic_counts", "planted_markers", "write_synthetic_h5ad", "pancreas"]
 
 _PANCREAS_FILE = "baron_human_pancreas.h5ad"
 
@@ -87,6 +87,131 @@ def synthetic_counts(
         ),
     )
     adata.uns["markers"] = {str(g): [names[i] for i in genes[g]] for g in range(n_groups)}
+    return adata
+
+
+#: Ranges of :func:`planted_markers`' random draws (low, high; log-uniform where marked).
+PLANTED_RANGES = {
+    "n_genes": (1000, 5000),  # log-uniform
+    "n_groups": (3, 8),
+    "n_cells": (1500, 3000),
+    "size_ratio": (1.0, 10.0),  # largest / smallest group, log-uniform
+    "dispersion": (0.05, 1.0),  # NB: var = mu + dispersion * mu^2, log-uniform
+    "fold_change": (2.0, 8.0),  # log-uniform
+    "depth": (1000.0, 10000.0),  # mean counts per cell, log-uniform
+    "n_modules": (0, 3),  # gene modules that vary across cells independently of the groups
+}
+
+
+def planted_markers(random_state: int = 0, **settings) -> AnnData:
+    """One draw from a family of planted-marker data sets that differ in what matters.
+
+    Every setting not given is drawn at random (seeded by ``random_state``) from
+    :data:`PLANTED_RANGES` and the choices below, so a benchmark over many ``random_state``
+    values tests methods on data nobody tuned them for:
+
+    - ``n_genes``, ``n_groups``, ``n_cells``; group sizes whose largest/smallest ratio is
+      ``size_ratio`` (at least 30 cells per group);
+    - negative-binomial counts with ``dispersion``, library sizes log-normal around ``depth``;
+    - 10 up-regulated markers per group at ``fold_change``, and with ``down=True`` 5
+      down-regulated ones per group;
+    - ``markers``: ``'variable'`` draws the markers among the 20 % most expressed genes (they are
+      also among the most variable genes), ``'any'`` among all genes whose expected count at the
+      base profile is at least 0.1 per cell (so a marker can be as quiet as the data allows);
+    - ``n_modules`` correlated gene modules of 20 to 60 null genes each, scaled together by a
+      per-cell log-normal factor (as cell cycle or stress programmes), independently of the groups.
+
+    Returns
+    -------
+    AnnData with raw counts (CSR float32) in ``.X``, ``obs['group']``, ``var['marker_of']`` /
+    ``var['direction']`` / ``var['module']``, ``uns['markers'][group]`` (up-regulated markers first,
+    as :func:`synthetic_counts`) and ``uns['planted']``: the settings of this draw.
+    """
+    rng = np.random.default_rng(random_state)
+    known = set(PLANTED_RANGES) | {"down", "markers"}
+    unknown = set(settings) - known
+    if unknown:
+        raise TypeError(
+            f"planted_markers got unknown settings {sorted(unknown)}; known: {sorted(known)}."
+        )
+
+    def draw(name, log=False, integer=False):
+        if name in settings:
+            return settings[name]
+        lo, hi = PLANTED_RANGES[name]
+        if integer:
+            return int(rng.integers(lo, hi + 1))
+        return float(np.exp(rng.uniform(np.log(lo), np.log(hi))) if log else rng.uniform(lo, hi))
+
+    s = {
+        "n_genes": int(round(draw("n_genes", log=True))),
+        "n_groups": draw("n_groups", integer=True),
+        "n_cells": int(round(draw("n_cells"))),
+        "size_ratio": draw("size_ratio", log=True),
+        "dispersion": draw("dispersion", log=True),
+        "fold_change": draw("fold_change", log=True),
+        "depth": draw("depth", log=True),
+        "n_modules": draw("n_modules", integer=True),
+        "down": bool(settings.get("down", rng.random() < 0.5)),
+        "markers": settings.get("markers", "variable" if rng.random() < 0.5 else "any"),
+    }
+    if s["markers"] not in ("variable", "any"):
+        raise ValueError(f"markers must be 'variable' or 'any', got {s['markers']!r}.")
+    n_genes, n_groups, n_up, n_down = s["n_genes"], s["n_groups"], 10, 5 if s["down"] else 0
+    base = rng.lognormal(mean=-1.0, sigma=1.2, size=n_genes)
+    base /= base.sum()
+    if s["markers"] == "variable":
+        pool = np.argsort(-base)[: n_genes // 5]
+    else:
+        pool = np.flatnonzero(base * s["depth"] >= 0.1)
+    per_group = n_up + n_down
+    if n_groups * per_group > len(pool):
+        raise ValueError(
+            f"{n_groups} groups x {per_group} markers do not fit in {len(pool)} genes."
+        )
+    genes = rng.choice(pool, n_groups * per_group, replace=False).reshape(n_groups, per_group)
+    means = np.tile(base, (n_groups, 1))
+    marker_of = np.full(n_genes, "", dtype=object)
+    direction = np.full(n_genes, "", dtype=object)
+    for g in range(n_groups):
+        up, dn = genes[g, :n_up], genes[g, n_up:]
+        means[g, up] *= s["fold_change"]
+        means[g, dn] /= s["fold_change"]
+        marker_of[genes[g]] = str(g)
+        direction[up], direction[dn] = "up", "down"
+    means /= means.sum(1, keepdims=True)
+
+    weights = np.exp(rng.uniform(0, np.log(s["size_ratio"]), n_groups))
+    weights[rng.permutation(n_groups)[:2]] = [1.0, s["size_ratio"]][: min(2, n_groups)]
+    sizes = np.maximum(np.round(s["n_cells"] * weights / weights.sum()).astype(int), 30)
+    group = rng.permutation(np.repeat(np.arange(n_groups), sizes))
+    n_cells = len(group)
+    library = s["depth"] * rng.lognormal(0, 0.3, size=n_cells)
+    mu = means[group] * library[:, None]
+    module = np.full(n_genes, "", dtype=object)
+    nulls = np.flatnonzero(marker_of == "")
+    for k in range(s["n_modules"]):
+        members = rng.choice(nulls, int(rng.integers(20, 61)), replace=False)
+        nulls = np.setdiff1d(nulls, members)
+        mu[:, members] *= rng.lognormal(0, 0.8, size=n_cells)[:, None]
+        module[members] = f"module{k}"
+    r = 1.0 / s["dispersion"]
+    counts = rng.poisson(rng.gamma(r, mu / r)).astype(np.float32)
+    names = [f"gene{i}" for i in range(n_genes)]
+    adata = AnnData(
+        sparse.csr_matrix(counts),
+        obs=_group_frame(group, n_groups),
+        var=pd.DataFrame(
+            {
+                "marker_of": marker_of.astype(str),
+                "direction": direction.astype(str),
+                "module": module.astype(str),
+            },
+            index=names,
+        ),
+    )
+    adata.uns["markers"] = {str(g): [names[i] for i in genes[g]] for g in range(n_groups)}
+    adata.uns["planted"] = s
     return adata
 
 

@@ -1,6 +1,11 @@
 """Plots over what ``sl.tl`` wrote."""
 
-from ._attribution import directional_saliency, saliency_image, shap_summary
+from ._attribution import (
+    attribution_faithfulness,
+    directional_saliency,
+    saliency_image,
+    shap_summary,
+)
 from ._den import den_spectrum
 from ._embedding import history, projection, ptsne
 from ._forces import forces, group_forces
@@ -17,4 +22,5 @@ __all__ = [
     "directional_saliency",
     "saliency_image",
     "shap_summary",
+    "attribution_faithfulness",
 ]

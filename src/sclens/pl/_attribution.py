@@ -13,7 +13,12 @@ from scipy import sparse
 from .._core.data import check_key
 from ._utils import finish
 
-__all__ = ["directional_saliency", "saliency_image", "shap_summary"]
+__all__ = [
+    "directional_saliency",
+    "saliency_image",
+    "shap_summary",
+    "attribution_faithfulness",
+]
 
 
 def _saliency(adata: AnnData, key: str) -> dict:
@@ -176,3 +181,40 @@ def _swarm_offsets(x: np.ndarray, rng: np.random.Generator, width: float = 0.4) 
     counts = np.bincount(which, minlength=len(bins) - 1)
     dens = counts[which] / counts.max()
     return (rng.random(len(x)) - 0.5) * 2 * width * dens
+
+
+def attribution_faithfulness(
+    adata: AnnData,
+    *,
+    key: str = "attribution_faithfulness",
+    metric: str = "left",
+    ax: plt.Axes | None = None,
+    show: bool | None = None,
+):
+    """Deletion curves written by :func:`sclens.tl.attribution_faithfulness`.
+
+    One line per ranking: ``metric`` (``'left'``, the share of cells that left their group, or
+    ``'shift'``, the median distance moved in units of the groups' spread) averaged over groups,
+    against the number of top genes removed; the groups' range as a band.
+    """
+    check_key(
+        adata.uns,
+        key,
+        "adata.uns",
+        "Run `sl.tl.attribution_faithfulness(adata, groupby, model_key=..., keys=[...])` first.",
+    )
+    if metric not in ("left", "shift"):
+        raise ValueError(f"metric must be 'left' or 'shift', got {metric!r}.")
+    table = pd.DataFrame(adata.uns[key]["table"])
+    ax = ax or plt.subplots(figsize=(4.5, 3.5))[1]
+    for ranking, df in table.groupby("ranking", sort=False):
+        by_k = df.groupby("n_genes")[metric]
+        mean = by_k.mean()
+        line = ax.plot(mean.index, mean.values, marker="o", label=str(ranking))[0]
+        ax.fill_between(mean.index, by_k.min(), by_k.max(), color=line.get_color(), alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_xlabel("top genes removed")
+    ax.set_ylabel("cells that left their group" if metric == "left" else "median shift / spread")
+    ax.set_title(f"deletion curves ({adata.uns[key]['params']['groupby']})")
+    ax.legend(fontsize=8)
+    return finish(ax, show)

@@ -2,6 +2,7 @@
 
 from ._ardr import ardr
 from ._den import den
+from ._faithfulness import attribution_faithfulness
 from ._gne import generate, gne
 from ._project import project
 from ._ptsne import ptsne
@@ -16,4 +17,5 @@ __all__ = [
     "project",
     "rank_genes",
     "directional_saliency",
+    "attribution_faithfulness",
 ]
