@@ -167,7 +167,7 @@ def main() -> None:
         "`sl.datasets.planted_markers`, default `sl.tl.ptsne` on 50 PCs, defaults of "
         f"`sl.tl.rank_genes`; {time.perf_counter() - t0:.0f} s). Precision@10 of the planted "
         "up-regulated markers, mean over a draw's groups; distribution over draws.\n\n"
-        "Left, top k: share of a group's cells whose 15 nearest map neighbours are mostly of "
+        "Left, top k: share of a group's cells whose 15 nearest map neighbours, mostly of their group before, are mostly of "
         "another group once the group's k top-ranked genes are set to the other cells' mean "
         "(`sl.tl.attribution_faithfulness`), mean over groups and draws.\n\n"
         f"## All draws\n\n{table(summary(rows, labels))}\n\n"

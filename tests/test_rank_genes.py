@@ -306,8 +306,8 @@ def test_deletion_curves(syn):
     """Removing a group's top attributed genes moves its cells out; random genes do not.
 
     Measured (seeds 0-1 x AVX-512/AVX2 kernels x 1-2 threads): with the top 10 genes removed,
-    0.41-0.43 of the cells left their group (integrated gradients' ranking), 0.020-0.027 with
-    random genes. Floors: 0.3 and at most 0.1.
+    0.40-0.42 of the cells in their group left it (integrated gradients' ranking), 0.001-0.003
+    with random genes. Floors: 0.3 and at most 0.05.
     """
     adata = syn.copy()
     sl.tl.rank_genes(adata, "group", model_key="ptsne", method="integrated_gradients")
@@ -326,7 +326,7 @@ def test_deletion_curves(syn):
     assert set(table.ranking) == {*keys, "random"} and set(table.n_genes) == {5, 10}
     left = table.groupby(["ranking", "n_genes"])["left"].mean()
     assert measured("ig_left_10", left["rank_genes_integrated_gradients", 10]) >= 0.3
-    assert measured("random_left_10", left["random", 10]) <= 0.1
+    assert measured("random_left_10", left["random", 10]) <= 0.05
     ax = sl.pl.attribution_faithfulness(adata, show=False)
     assert len(ax.get_lines()) == 3
     plt.close("all")

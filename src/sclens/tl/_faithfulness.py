@@ -88,8 +88,8 @@ def attribution_faithfulness(
     n_random
         Draws of random genes per group and ``k`` for the ``'random'`` curve (0: none).
     n_neighbors
-        A moved cell has left its group when most of its ``n_neighbors`` nearest cells in the
-        unperturbed map belong to another group.
+        A cell is in its group when most of its ``n_neighbors`` nearest cells in the unperturbed
+        map belong to it; ``left`` counts, among the cells that were, those that no longer are.
     key_added
         Key in ``adata.uns``.
     device
@@ -106,7 +106,8 @@ def attribution_faithfulness(
     ``table``
         A data frame with one row per ranking, group and ``k``: ``shift``, the median distance
         a cell moved divided by the median distance of the map's cells from their group's
-        centroid, and ``left``, the share of the group's cells that left it.
+        centroid, and ``left``, the share of the group's cells that left it (of those inside it
+        before; NaN for a group with none).
     ``params``
         ``groupby``, ``model_key``, ``keys``, ``n_genes``, ``n_random``, ``n_neighbors``.
     """
@@ -136,6 +137,11 @@ def attribution_faithfulness(
         np.concatenate([np.linalg.norm(coords[m] - coords[m].mean(0), axis=1) for m in masks])
     )
     knn = NearestNeighbors(n_neighbors=n_neighbors).fit(coords)
+
+    def inside(points: np.ndarray, name: str) -> np.ndarray:
+        """Whether most of each point's map neighbours belong to group ``name``."""
+        return (labels[knn.kneighbors(points, return_distance=False)] == name).mean(1) > 0.5
+
     position = pd.Index(inp.var_names)
     rng = np.random.default_rng(random_state)
     rows = []
@@ -144,13 +150,16 @@ def attribution_faithfulness(
         x = dense_rows(X, cells)
         rest = np.asarray(X[np.flatnonzero(r)].mean(axis=0), dtype=np.float64).ravel()
 
-        def measure(genes: np.ndarray, name=name, cells=cells, x=x, rest=rest):
+        was_in = inside(coords[cells], name)
+
+        def measure(genes: np.ndarray, name=name, cells=cells, x=x, rest=rest, was_in=was_in):
             xp = x.copy()
             xp[:, genes] = rest[genes]
             moved = net.transform(inp.transform(xp))
             shift = np.median(np.linalg.norm(moved - coords[cells], axis=1)) / spread
-            share = (labels[knn.kneighbors(moved, return_distance=False)] == name).mean(1)
-            return float(shift), float((share <= 0.5).mean())
+            if not was_in.any():
+                return float(shift), np.nan
+            return float(shift), float((~inside(moved[was_in], name)).mean())
 
         sets = {}
         for key, ranking in rankings.items():
