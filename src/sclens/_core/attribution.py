@@ -381,8 +381,9 @@ def explain_group(
             grads, outputs = [g @ W.T for g, _ in pairs], [o for _, o in pairs]
         output = np.mean(outputs, axis=0)
         if times_input:
-            attr = np.mean([g * (x - m) for g, m in zip(grads, means, strict=True)], axis=0)
-            scores = np.mean([g * np.abs(x - m) for g, m in zip(grads, means, strict=True)], 0)
+            base = np.zeros_like(means) if zero_baseline else means
+            attr = np.mean([g * (x - m) for g, m in zip(grads, base, strict=True)], axis=0)
+            scores = np.mean([g * np.abs(x - m) for g, m in zip(grads, base, strict=True)], 0)
             return Explained(attr, output, scores.mean(0))
         diff = np.abs(x.mean(0) - means)  # (H, genes)
         attr = np.mean([g * d for g, d in zip(grads, diff, strict=True)], axis=0)
