@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from rank_genes import table  # benchmarks/ is on the path when a script here runs
 
 METHODS = {
     "saliency": {"method": "saliency"},
@@ -129,13 +130,6 @@ def summary(rows: list[dict], labels: list[str]) -> list[dict]:
         | {f"left, top {k}": f"{v:.3f}" for k, v in zip(DELETE, rand, strict=True)}
     )
     return out
-
-
-def table(rows: list[dict]) -> str:
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def main() -> None:

@@ -335,7 +335,7 @@ def explain_group(
     zero_baseline: bool = False,
     axes: Targets | None = None,
     times_input: bool = False,
-    n_steps: int = 128,
+    n_steps: int = 32,
     n_background: int = 100,
     rng: np.random.Generator,
     device: torch.device | str = "cpu",

@@ -17,7 +17,7 @@ from .._core.engine import resolve_device
 from .._core.threads import fixed_threads
 from ._common import start_adata
 from ._options import check_int, check_key_added, resolve_seed
-from ._rank_genes import _attribution_model, _groups
+from ._rank_genes import _attribution_model, _groups, _labels
 
 __all__ = ["attribution_faithfulness"]
 
@@ -132,7 +132,7 @@ def attribution_faithfulness(
     X = query_matrix(adata, inp)
     net = model.network(dev)
     coords = net.transform(inp.transform(X))
-    labels = adata.obs[groupby].astype(str).to_numpy()
+    labels = _labels(adata, groupby)
     spread = np.median(
         np.concatenate([np.linalg.norm(coords[m] - coords[m].mean(0), axis=1) for m in masks])
     )
@@ -149,7 +149,6 @@ def attribution_faithfulness(
         cells = np.flatnonzero(m)
         x = dense_rows(X, cells)
         rest = np.asarray(X[np.flatnonzero(r)].mean(axis=0), dtype=np.float64).ravel()
-
         was_in = inside(coords[cells], name)
 
         def measure(genes: np.ndarray, name=name, cells=cells, x=x, rest=rest, was_in=was_in):

@@ -53,6 +53,14 @@ def _attribution_model(adata: AnnData, model_key: str) -> Model:
     return model
 
 
+def _labels(adata: AnnData, groupby: str) -> np.ndarray:
+    """``adata.obs[groupby]`` as strings, ``''`` for unlabelled cells."""
+    col = adata.obs[groupby]
+    values = col.astype(str).to_numpy()
+    values[col.isna().to_numpy()] = ""
+    return values
+
+
 def _groups(adata: AnnData, groupby: str, groups, reference: str):
     """Group names, their masks and each group's reference mask (validated)."""
     check_key(adata.obs, groupby, "adata.obs")
@@ -60,8 +68,7 @@ def _groups(adata: AnnData, groupby: str, groups, reference: str):
     if not isinstance(col.dtype, pd.CategoricalDtype):
         col = col.astype("category")
     cats = [str(c) for c in col.cat.categories]
-    values = col.astype(str).to_numpy()
-    values[col.isna().to_numpy()] = ""
+    values = _labels(adata, groupby)
     if reference != "rest" and reference not in cats:
         raise ValueError(
             f"reference={reference!r} is not a category of adata.obs[{groupby!r}] ({cats}); "
@@ -94,10 +101,9 @@ def _groups(adata: AnnData, groupby: str, groups, reference: str):
     return names, masks, ref_masks
 
 
-def _reference_groups(adata: AnnData, groupby: str, name: str, reference: str) -> list[np.ndarray]:
-    """Cells of each group ``name`` is compared with: every other group with cells, or one."""
-    values = adata.obs[groupby].astype(str).to_numpy()
-    values[adata.obs[groupby].isna().to_numpy()] = ""
+def _reference_groups(values: np.ndarray, name: str, reference: str) -> list[np.ndarray]:
+    """Cells of each group ``name`` is compared with (``values``: :func:`_labels`): every other
+    group with cells, or the one named."""
     others = [reference] if reference != "rest" else sorted(set(values) - {name, ""})
     return [np.flatnonzero(values == h) for h in others]
 
@@ -312,6 +318,7 @@ def rank_genes(
         else:
             targets = Targets.axis(centroids, np.stack([coords[r].mean(0) for r in ref_masks]))
 
+    labels = _labels(adata, groupby)
     scores, store = [], {}
     groups_bar = tqdm(
         list(enumerate(zip(names, masks, strict=True))),
@@ -323,7 +330,7 @@ def rank_genes(
         cells = np.flatnonzero(m)
         if n_cells is not None and len(cells) > n_cells:
             cells = np.sort(rng.choice(cells, n_cells, replace=False))
-        refs = _reference_groups(adata, groupby, name, reference)
+        refs = _reference_groups(labels, name, reference)
         axes = None
         if method == "saliency" and kind == "axis":
             # one axis per reference group, from its centroid to the group's
