@@ -98,10 +98,12 @@ def one_draw(
     )
     table = adata.uns["attribution_faithfulness"]["table"]
     left = table.groupby(["ranking", "n_genes"])["left"].mean()
-    row["left"] = {
-        label: [float(left[key, k]) for k in DELETE]
-        for label, key in [*keys.items(), ("random", "random")]
-    }
+    label_of = {key: label for label, key in keys.items()}
+    row["left"] = {}
+    for ranking in table["ranking"].unique():  # 'r2', 'r2:influence', 'w', 'random'
+        key, _, kind = ranking.partition(":")
+        label = label_of.get(key, key) + (f" ({kind})" if kind else "")
+        row["left"][label] = [float(left[ranking, k]) for k in DELETE]
     return row
 
 
@@ -111,7 +113,6 @@ def summary(rows: list[dict], labels: list[str]) -> list[dict]:
         mean = np.array([np.mean(r[label]) for r in rows])
         worst = np.array([np.min(r[label]) for r in rows])
         secs = np.array([r[f"{label} s"] / r["wilcoxon s"] for r in rows])
-        left = np.array([r["left"][label] for r in rows]).mean(0)
         out.append(
             {
                 "method": label,
@@ -122,13 +123,25 @@ def summary(rows: list[dict], labels: list[str]) -> list[dict]:
                 "median worst group": f"{np.median(worst):.2f}",
                 "time / wilcoxon (median)": f"{np.median(secs):.1f}",
             }
-            | {f"left, top {k}": f"{v:.3f}" for k, v in zip(DELETE, left, strict=True)}
         )
-    rand = np.array([r["left"]["random"] for r in rows]).mean(0)
-    out.append(
-        {"method": "random genes", "draws": len(rows)}
-        | {f"left, top {k}": f"{v:.3f}" for k, v in zip(DELETE, rand, strict=True)}
-    )
+    return out
+
+
+def deletion(rows: list[dict]) -> list[dict]:
+    """Mean share of cells that leave their group per ranking (markers, influence, random) and
+    k, and on how many draws the ranking beats Wilcoxon's at that k (ties within 0.005 count)."""
+    out = []
+    for label in rows[0]["left"]:
+        left = np.array([r["left"][label] for r in rows])
+        wil = np.array([r["left"]["wilcoxon"] for r in rows])
+        out.append(
+            {"ranking": label}
+            | {f"left, top {k}": f"{v:.3f}" for k, v in zip(DELETE, left.mean(0), strict=True)}
+            | {
+                f">= wilcoxon, top {k}": f"{v}/{len(rows)}"
+                for k, v in zip(DELETE, (left >= wil - 0.005).sum(0), strict=True)
+            }
+        )
     return out
 
 
@@ -163,10 +176,11 @@ def main() -> None:
         "up-regulated markers, mean over a draw's groups; distribution over draws.\n\n"
         "Left, top k: share of a group's cells whose 15 nearest map neighbours, mostly of their group before, are mostly of "
         "another group once the group's k top-ranked genes are set to the other cells' mean "
-        "(`sl.tl.attribution_faithfulness`), mean over groups and draws.\n\n"
-        f"## All draws\n\n{table(summary(rows, labels))}\n\n"
+        "(`sl.tl.attribution_faithfulness`), mean over groups and draws; '(influence)': the "
+        "method's ranking by mean attribution without the sign.\n\n"
+        f"## All draws\n\n{table(summary(rows, labels))}\n\n{table(deletion(rows))}\n\n"
         f"## Draws whose map separates the groups (10-NN accuracy of the groups >= {SEPARATED})"
-        f"\n\n{table(summary(separated, labels))}\n"
+        f"\n\n{table(summary(separated, labels))}\n\n{table(deletion(separated))}\n"
     )
     (out / "attributions.md").write_text(md)
     print(md)

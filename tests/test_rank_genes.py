@@ -323,12 +323,14 @@ def test_deletion_curves(syn):
     keys = ["rank_genes_integrated_gradients", "rank_genes_groups"]
     sl.tl.attribution_faithfulness(adata, "group", model_key="ptsne", keys=keys, n_genes=(5, 10))
     table = adata.uns["attribution_faithfulness"]["table"]
-    assert set(table.ranking) == {*keys, "random"} and set(table.n_genes) == {5, 10}
+    influence = "rank_genes_integrated_gradients:influence"
+    assert set(table.ranking) == {*keys, influence, "random"} and set(table.n_genes) == {5, 10}
     left = table.groupby(["ranking", "n_genes"])["left"].mean()
     assert measured("ig_left_10", left["rank_genes_integrated_gradients", 10]) >= 0.3
+    assert measured("influence_left_10", left[influence, 10]) >= 0.3
     assert measured("random_left_10", left["random", 10]) <= 0.05
     ax = sl.pl.attribution_faithfulness(adata, show=False)
-    assert len(ax.get_lines()) == 3
+    assert len(ax.get_lines()) == 4
     plt.close("all")
 
 

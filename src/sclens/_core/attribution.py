@@ -311,13 +311,15 @@ def deep_shap(
 
 @dataclass
 class Explained:
-    """A group's attributions: per cell (``attr``: cells x genes; they sum to ``output``) and the
+    """A group's attributions: per cell (``attr``: cells x genes; they sum to ``output``), the
     genes' ``scores`` (signed by the direction of each gene's difference, see
-    :func:`explain_group`)."""
+    :func:`explain_group`) and their ``influence``, the mean attribution itself (how much each
+    gene, as it differs from the baseline, moves the group's cells toward the group)."""
 
     attr: np.ndarray
     output: np.ndarray
     scores: np.ndarray
+    influence: np.ndarray
 
 
 def explain_group(
@@ -365,7 +367,10 @@ def explain_group(
     negative when it is lower and that moves them toward it (down-regulated markers rank last,
     as in :func:`scanpy.tl.rank_genes_groups`) or when its difference moves cells away. Genes that
     raise a cell's target only because the reference cells have more of them (other groups'
-    markers) no longer rank first.
+    markers) no longer rank first. A gene's *influence* is its mean attribution without the sign
+    (for saliency: the mean gradient times the group's mean difference from each reference
+    group): the genes whose values in the group's cells hold them in the group, other groups'
+    markers they lack included. Scores name markers; influence names what the map reads.
     """
     x = dense_rows(X, cells)
     n, H = len(x), len(references)
@@ -384,10 +389,12 @@ def explain_group(
             base = np.zeros_like(means) if zero_baseline else means
             attr = np.mean([g * (x - m) for g, m in zip(grads, base, strict=True)], axis=0)
             scores = np.mean([g * np.abs(x - m) for g, m in zip(grads, base, strict=True)], 0)
-            return Explained(attr, output, scores.mean(0))
-        diff = np.abs(x.mean(0) - means)  # (H, genes)
-        attr = np.mean([g * d for g, d in zip(grads, diff, strict=True)], axis=0)
-        return Explained(attr, output, attr.mean(0))
+            return Explained(attr, output, scores.mean(0), attr.mean(0))
+        diff = x.mean(0) - means  # (H, genes)
+        attr = np.mean([g * np.abs(d) for g, d in zip(grads, diff, strict=True)], axis=0)
+        # first-order effect of moving each gene from the reference group's mean to the group's
+        influence = np.mean([g.mean(0) * d for g, d in zip(grads, diff, strict=True)], axis=0)
+        return Explained(attr, output, attr.mean(0), influence)
     head = targets.head(net).to(device)
     if method == "integrated_gradients":
         if zero_baseline:
@@ -399,7 +406,7 @@ def explain_group(
         )
         G = grad @ W.T
         attr = (x - base) * G
-        return Explained(attr, output, (np.abs(x - base) * G).mean(0))
+        return Explained(attr, output, (np.abs(x - base) * G).mean(0), attr.mean(0))
     module = gene_module(W, c, targets.head(net, [index])).to(device)
     per = max(n_background // H, 1)
     picks = [r[np.sort(rng.choice(len(r), min(per, len(r)), replace=False))] for r in references]
@@ -407,4 +414,4 @@ def explain_group(
     # one explainer over a background balanced across the reference groups; each gene's sign
     # from its difference to the mean of the reference groups' means
     scores = (attr * np.sign(x - means.mean(0))).mean(0)
-    return Explained(attr, out - expected, scores)
+    return Explained(attr, out - expected, scores, attr.mean(0))

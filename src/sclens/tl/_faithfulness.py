@@ -22,7 +22,10 @@ from ._rank_genes import _attribution_model, _groups, _labels
 __all__ = ["attribution_faithfulness"]
 
 
-def _ranking(adata: AnnData, key: str, groups: list[str]) -> dict[str, list[str]]:
+def _ranking(adata: AnnData, key: str, groups: list[str]) -> dict[str, dict[str, list[str]]]:
+    """The top-down gene names per group of the ranking in ``adata.uns[key]``, keyed by the
+    ranking's name: ``key``, and ``key + ':influence'`` where :func:`sclens.tl.rank_genes`
+    stored an influence ranking."""
     check_key(
         adata.uns,
         key,
@@ -40,7 +43,11 @@ def _ranking(adata: AnnData, key: str, groups: list[str]) -> dict[str, list[str]
             f"the ranking in adata.uns[{key!r}] has no groups {missing}; rank them with the same "
             "`groupby` first."
         )
-    return {g: [str(n) for n in names[g]] for g in groups}
+    out = {key: {g: [str(n) for n in names[g]] for g in groups}}
+    if isinstance(res.get("influence"), dict) and "names" in res["influence"]:
+        influence = pd.DataFrame(res["influence"]["names"])
+        out[f"{key}:influence"] = {g: [str(n) for n in influence[g]] for g in groups}
+    return out
 
 
 @fixed_threads
@@ -67,8 +74,11 @@ def attribution_faithfulness(
     genes only), and the cells are placed again by the trained network. A ranking that names the
     genes the map actually uses moves the cells further and sends more of them out of their
     group than one that does not; a ranking from a test on the data (``sc.tl.rank_genes_groups``)
-    says what differs, not what the map uses. ``n_random`` sets of ``k`` random model genes give
-    the floor.
+    says what differs, not what the map uses. Rankings by :func:`sclens.tl.rank_genes` are
+    tested twice: by their ``names`` (markers: genes that differ in the group's direction and
+    move it toward the group) and as ``'<key>:influence'`` (the mean attribution without the
+    sign, other groups' markers that the group lacks included). ``n_random`` sets of ``k``
+    random model genes give the floor.
 
     Parameters
     ----------
@@ -104,7 +114,8 @@ def attribution_faithfulness(
     ``None``, or the copy when ``copy=True``. Sets ``adata.uns[key_added]``:
 
     ``table``
-        A data frame with one row per ranking, group and ``k``: ``shift``, the median distance
+        A data frame with one row per ranking (each key, ``'<key>:influence'`` where the key
+        has an influence ranking, and ``'random'``), group and ``k``: ``shift``, the median distance
         a cell moved divided by the median distance of the map's cells from their group's
         centroid, and ``left``, the share of the group's cells that left it (of those inside it
         before; NaN for a group with none).
@@ -121,7 +132,7 @@ def attribution_faithfulness(
     check_key_added(adata, key_added)
     model = _attribution_model(adata, model_key)
     names, masks, ref_masks = _groups(adata, groupby, groups, "rest")
-    rankings = {key: _ranking(adata, key, names) for key in keys}
+    rankings = {k: r for key in keys for k, r in _ranking(adata, key, names).items()}
     inp = model.input_layer
     if ks[-1] >= inp.n_in:
         raise ValueError(f"n_genes up to {ks[-1]} but the model reads only {inp.n_in} genes.")
