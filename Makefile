@@ -48,6 +48,7 @@ bench: $(VENV)/.installed-test  ## benchmarks against scanpy (slow; not run by C
 	$(PIP) install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py --out benchmarks/results
 	$(PY) benchmarks/den.py --out benchmarks/results
+	$(PY) benchmarks/den.py --out benchmarks/results --datasets synthetic --seeds 0
 	$(PY) benchmarks/den_stability.py --datasets baron,pbmc68k --pairs 0:1,1:2,2:3,3:4 --out benchmarks/results
 	$(PY) benchmarks/ardr.py --out benchmarks/results
 	$(PY) benchmarks/gne.py --out benchmarks/results --hvg seurat

@@ -10,6 +10,8 @@
 2. Baron pancreas (Pearson-residual HVGs): ranks of the canonical markers (INS beta, GCG alpha,
    SST delta, PPY gamma, PRSS1 acinar, KRT19 ductal) by every method on a ptsne, a supervised
    ptsne (``labels=``) and a DEN map, beside Wilcoxon.
+3. Memory: peak resident memory of every method at its defaults on a ptsne map of 50,000
+   synthetic cells (``--memory-cells``).
 
 Writes ``<out>/rank_genes.md`` and ``<out>/rank_genes.json``.
 """
@@ -148,6 +150,43 @@ def pancreas() -> list[dict]:
     return rows
 
 
+def _rss_gib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def memory(n_cells: int, n_genes: int, n_groups: int) -> list[dict]:
+    """Peak resident memory of each attribution method at defaults on a large map (Linux: the
+    peak is reset through /proc/self/clear_refs before each method)."""
+    import scanpy as sc
+
+    import sclens as sl
+
+    adata = sl.datasets.synthetic_counts(n_cells, n_genes, n_groups, random_state=0)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.pca(adata, n_comps=50, random_state=0)
+    sl.tl.ptsne(adata, random_state=0)
+    rows = []
+    for label, kwargs in METHODS:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        before = _rss_gib("VmRSS")
+        secs = _run(adata, "group", "ptsne", label, kwargs)
+        rows.append(
+            {
+                "method": label,
+                "cells": n_cells,
+                "seconds": round(secs, 1),
+                "RSS before (GiB)": round(before, 2),
+                "peak RSS (GiB)": round(_rss_gib("VmHWM"), 2),
+            }
+        )
+        del adata.uns["r"]
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     cols = list(rows[0])
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -163,19 +202,25 @@ def main() -> None:
     p.add_argument("--n-cells", type=int, default=10_000)
     p.add_argument("--n-genes", type=int, default=2_000)
     p.add_argument("--n-groups", type=int, default=8)
+    p.add_argument("--memory-cells", type=int, default=50_000)
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sc.settings.verbosity = 0
     fast = speed(args.n_cells, args.n_genes, args.n_groups)
     real = pancreas()
-    (out / "rank_genes.json").write_text(json.dumps({"speed": fast, "pancreas": real}, indent=1))
+    mem = memory(args.memory_cells, args.n_genes, args.n_groups)
+    (out / "rank_genes.json").write_text(
+        json.dumps({"speed": fast, "pancreas": real, "memory": mem}, indent=1)
+    )
     md = (
         "# Gene attributions vs Wilcoxon\n\n"
         f"## Speed and planted markers ({args.n_cells} cells x {args.n_genes} genes, "
         f"{args.n_groups} groups; ptsne map)\n\n{table(fast)}\n\n"
         "## Baron pancreas: rank of each canonical marker for its cell type\n\n"
-        f"{table(real)}\n"
+        f"{table(real)}\n\n"
+        f"## Memory at {args.memory_cells} cells x {args.n_genes} genes (defaults)\n\n"
+        f"{table(mem)}\n"
     )
     (out / "rank_genes.md").write_text(md)
     print(md)

@@ -9,7 +9,14 @@ from scipy import sparse
 from scipy.linalg import eigh
 from scipy.sparse.csgraph import laplacian
 
-__all__ = ["mutual_near_pairs", "SpectralResult", "spectral_clusters", "merge_clusters"]
+__all__ = [
+    "mutual_near_pairs",
+    "SpectralResult",
+    "spectral_clusters",
+    "merge_clusters",
+    "feature_communities",
+    "snap_to_communities",
+]
 
 
 def mutual_near_pairs(idx: np.ndarray) -> np.ndarray:
@@ -128,3 +135,43 @@ def merge_clusters(
             merges.append((int(i), int(j), float(C[i, j])))
     groups = np.array([find(i) for i in range(K)])
     return np.unique(groups[labels], return_inverse=True)[1], merges
+
+
+def feature_communities(
+    idx: np.ndarray, dist: np.ndarray, *, resolution: float = 1.0, random_state: int = 0
+) -> np.ndarray:
+    """Leiden communities (modularity, igraph) of a kNN graph with UMAP affinities, as
+    ``sc.pp.neighbors`` + ``sc.tl.leiden(flavor='igraph')`` build them: one label per cell."""
+    import random
+
+    import igraph
+
+    from .graph import _symmetrize, umap_affinities
+
+    W = sparse.triu(_symmetrize(idx, umap_affinities(dist), "umap"), k=1).tocoo()
+    g = igraph.Graph(n=len(idx), edges=np.stack([W.row, W.col], 1).tolist())
+    try:
+        igraph.set_random_number_generator(random.Random(random_state))
+        part = g.community_leiden(
+            objective_function="modularity",
+            weights=W.data.tolist(),
+            resolution=resolution,
+            n_iterations=2,
+        )
+    finally:
+        igraph.set_random_number_generator(random)
+    return np.asarray(part.membership)
+
+
+def snap_to_communities(labels: np.ndarray, communities: np.ndarray) -> np.ndarray:
+    """Each community of the feature graph takes the cluster most of its cells have in
+    ``labels``: the clusters' boundaries follow the feature graph, their grouping the map.
+    Clusters that no community carries vanish. Returns labels ``0..K'-1`` in the order of the
+    input labels (ties: the smallest label)."""
+    labels = np.asarray(labels)
+    n_comm, K = int(communities.max()) + 1, int(labels.max()) + 1
+    counts = sparse.csr_matrix(
+        (np.ones(len(labels)), (communities, labels)), shape=(n_comm, K)
+    ).toarray()
+    snapped = counts.argmax(1)[communities]
+    return np.unique(snapped, return_inverse=True)[1]

@@ -2,11 +2,12 @@
 
 from ._ardr import ardr
 from ._den import den
+from ._directional import directional_saliency
 from ._faithfulness import attribution_faithfulness
 from ._gne import generate, gne
 from ._project import project
 from ._ptsne import ptsne
-from ._rank_genes import directional_saliency, rank_genes
+from ._rank_genes import rank_genes
 
 __all__ = [
     "ptsne",
