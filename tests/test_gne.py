@@ -189,7 +189,12 @@ def test_lazy_adam_moves_only_the_batch_and_the_noise_anneals():
     from sclens._core.objectives import Sum
 
     init = np.arange(20, dtype=np.float32).reshape(10, 2)
-    model = GenerativeMap(CoordinateTable(init, sparse=True), Decoder(2, 3, 8, 1))
+    # a seeded decoder: with the global RNG's state left to the test order, a coordinate's first
+    # gradient came out near 1e-6 in one order (as for 1 of 12 seeds), where Adam's eps shifts
+    # the step by 1.5 %
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = GenerativeMap(CoordinateTable(init, sparse=True), Decoder(2, 3, 8, 1))
     trainer = Trainer(model, device="cpu", random_state=0)
     rec = Reconstruction(torch.ones(10, 3), noise=1.0, anneal=True, generator=trainer.generator)
     steps = []
