@@ -228,7 +228,7 @@ def rank_genes(
         all. A score is a mean over the group's cells, so a sample gives it to within a small
         error while the time (linear in the cells, for every method) stays bounded on large
         data: at 10,000 cells x 2,000 genes in 8 groups, integrated gradients take 1.5x the time
-        of Wilcoxon with 500 cells per group and 4.2x with all (1,250 per group), same
+        of Wilcoxon with 500 cells per group and 3.9x with all (1,250 per group), same
         precision@10 (``benchmarks/rank_genes.py``).
     n_store
         Per-cell attributions of each group's top ``n_store`` genes are kept for
