@@ -11,10 +11,11 @@ from scanpy import logging as logg
 from .._core.attribution import Targets, dense_rows, gradients, input_weights, integrated_gradients
 from .._core.data import query_matrix
 from .._core.engine import resolve_device
+from .._core.ranking import groups_and_references
 from .._core.threads import fixed_threads
 from ._common import jsonable, start_adata
 from ._options import check_int, check_key_added
-from ._rank_genes import _attribution_model, _groups
+from ._rank_genes import _attribution_model
 
 __all__ = ["directional_saliency"]
 
@@ -94,7 +95,7 @@ def directional_saliency(
         raise ValueError(f"method must be 'gradient' or 'integrated_gradients', got {method!r}.")
     n_steps = check_int(n_steps, "n_steps", low=1, high=100_000)
     model = _attribution_model(adata, model_key)
-    names, masks, _ = _groups(adata, groupby, [source, target], "rest")
+    names, masks, _ = groups_and_references(adata, groupby, [source, target], "rest")
     if source == target:
         raise ValueError("source and target must be different groups.")
     check_key_added(adata, key_added)

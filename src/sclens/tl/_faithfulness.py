@@ -14,10 +14,11 @@ from sklearn.neighbors import NearestNeighbors
 from .._core.attribution import dense_rows
 from .._core.data import check_key, query_matrix
 from .._core.engine import resolve_device
+from .._core.ranking import group_labels, groups_and_references
 from .._core.threads import fixed_threads
 from ._common import start_adata
 from ._options import check_int, check_key_added, resolve_seed
-from ._rank_genes import _attribution_model, _groups, _labels
+from ._rank_genes import _attribution_model
 
 __all__ = ["attribution_faithfulness"]
 
@@ -131,7 +132,7 @@ def attribution_faithfulness(
     random_state = resolve_seed(random_state)
     check_key_added(adata, key_added)
     model = _attribution_model(adata, model_key)
-    names, masks, ref_masks = _groups(adata, groupby, groups, "rest")
+    names, masks, ref_masks = groups_and_references(adata, groupby, groups, "rest")
     rankings = {k: r for key in keys for k, r in _ranking(adata, key, names).items()}
     inp = model.input_layer
     if ks[-1] >= inp.n_in:
@@ -143,7 +144,7 @@ def attribution_faithfulness(
     X = query_matrix(adata, inp)
     net = model.network(dev)
     coords = net.transform(inp.transform(X))
-    labels = _labels(adata, groupby)
+    labels = group_labels(adata, groupby)
     spread = np.median(
         np.concatenate([np.linalg.norm(coords[m] - coords[m].mean(0), axis=1) for m in masks])
     )

@@ -6,19 +6,19 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from anndata import AnnData
 from scanpy import logging as logg
-from tqdm import tqdm
 
-from .._core.attribution import (
-    Targets,
-    explain_group,
-    input_weights,
-)
-from .._core.data import check_key, query_matrix
-from .._core.engine import progress_enabled, resolve_device
+from .._core.data import query_matrix
+from .._core.engine import resolve_device
 from .._core.model import Model, ModelError
+from .._core.ranking import (
+    explain_groups,
+    group_targets,
+    groups_and_references,
+    log_fold_changes,
+    rank_genes_groups_layout,
+)
 from .._core.threads import fixed_threads
 from ._common import jsonable, start_adata, stored_model
 from ._options import check_int, check_key_added, resolve_seed
@@ -47,77 +47,6 @@ def _attribution_model(adata: AnnData, model_key: str) -> Model:
             "a frozen PCA layer) or `use_rep='X'`."
         )
     return model
-
-
-def _labels(adata: AnnData, groupby: str) -> np.ndarray:
-    """``adata.obs[groupby]`` as strings, ``''`` for unlabelled cells."""
-    col = adata.obs[groupby]
-    values = col.astype(str).to_numpy()
-    values[col.isna().to_numpy()] = ""
-    return values
-
-
-def _groups(adata: AnnData, groupby: str, groups, reference: str):
-    """Group names, their masks and each group's reference mask (validated)."""
-    check_key(adata.obs, groupby, "adata.obs")
-    col = adata.obs[groupby]
-    if not isinstance(col.dtype, pd.CategoricalDtype):
-        col = col.astype("category")
-    cats = [str(c) for c in col.cat.categories]
-    values = _labels(adata, groupby)
-    if reference != "rest" and reference not in cats:
-        raise ValueError(
-            f"reference={reference!r} is not a category of adata.obs[{groupby!r}] ({cats}); "
-            "pass 'rest' or one of the categories."
-        )
-    if isinstance(groups, str) and groups == "all":
-        names = [c for c in cats if c != reference and (values == c).any()]
-    else:
-        names = [str(g) for g in ([groups] if isinstance(groups, str) else groups)]
-        unknown = [g for g in names if g not in cats]
-        if unknown:
-            raise ValueError(
-                f"groups {unknown} are not categories of adata.obs[{groupby!r}] ({cats})."
-            )
-        if reference in names:
-            raise ValueError(f"reference {reference!r} cannot also be one of `groups`.")
-    masks = [values == g for g in names]
-    empty = [g for g, m in zip(names, masks, strict=True) if not m.any()]
-    if empty or not names:
-        raise ValueError(f"groups {empty or names} of adata.obs[{groupby!r}] have no cells.")
-    ref_masks = [
-        (values != g) & (values != "") if reference == "rest" else values == reference
-        for g in names
-    ]
-    if any(not m.any() for m in ref_masks):
-        raise ValueError(
-            f"the reference {reference!r} has no cells to compare with (adata.obs[{groupby!r}] "
-            "needs at least two groups)."
-        )
-    return names, masks, ref_masks
-
-
-def _reference_groups(values: np.ndarray, name: str, reference: str) -> list[np.ndarray]:
-    """Cells of each group ``name`` is compared with (``values``: :func:`_labels`): every other
-    group with cells, or the one named."""
-    others = [reference] if reference != "rest" else sorted(set(values) - {name, ""})
-    return [np.flatnonzero(values == h) for h in others]
-
-
-def _log_fold_changes(X, masks, ref_masks, log_data: bool) -> np.ndarray:
-    """``log2`` ratio of mean expression, group vs reference (as ``sc.tl.rank_genes_groups``)."""
-    out = []
-    for m, r in zip(masks, ref_masks, strict=True):
-        mg = np.asarray(X[np.flatnonzero(m)].mean(axis=0), dtype=np.float64).ravel()
-        mr = np.asarray(X[np.flatnonzero(r)].mean(axis=0), dtype=np.float64).ravel()
-        if log_data:
-            mg, mr = np.expm1(mg), np.expm1(mr)
-        out.append(np.log2((mg + 1e-9) / (mr + 1e-9)))
-    return np.asarray(out)
-
-
-def _records(columns: dict[str, np.ndarray], dtype) -> np.recarray:
-    return pd.DataFrame(columns).to_records(index=False, column_dtypes=dtype)
 
 
 @fixed_threads
@@ -284,7 +213,7 @@ def rank_genes(
     key_added = check_key_added(adata, key_added or f"rank_genes_{method}")
     resolve_device(device)
     model = _attribution_model(adata, model_key)
-    names, masks, ref_masks = _groups(adata, groupby, groups, reference)
+    names, masks, ref_masks = groups_and_references(adata, groupby, groups, reference)
     adata = start_adata(adata, "rank_genes", copy)
     start = logg.info(f"ranking genes of {len(names)} groups of {groupby!r} by {method}")
 
@@ -293,124 +222,60 @@ def rank_genes(
     net = model.network("cpu")
     X = query_matrix(adata, inp)
     features = inp.transform(X)
-    W, c = input_weights(inp)
     rng = np.random.default_rng(random_state)
-
     kind = target
     if target == "auto":
         if net.cluster_head is not None and groupby == model_key:
             kind = "logit"
         else:
             kind = "axis" if method == "saliency" else "centroid"
-    if kind == "logit":
-        if net.cluster_head is None:
-            raise ValueError(
-                f"target='logit' needs a model with a cluster head; {model_key!r} has none."
-            )
-        order = model.config.get("cluster_order", list(range(net.config["n_clusters"])))
-        shown = [str(r) for r in range(len(order))]
-        bad = [g for g in names + ([] if reference == "rest" else [reference]) if g not in shown]
-        if bad:
-            raise ValueError(
-                f"target='logit' needs groups named like the model's clusters {shown}; got {bad}."
-            )
-        ref_logits = None if reference == "rest" else [order[int(reference)]] * len(names)
-        targets = Targets.logit([order[int(g)] for g in names], ref_logits, len(order))
-    else:
-        coords = net.transform(features)
-        centroids = np.stack([coords[m].mean(0) for m in masks])
-        if kind == "centroid":
-            targets = Targets.centroid(centroids)
-        else:
-            targets = Targets.axis(centroids, np.stack([coords[r].mean(0) for r in ref_masks]))
-
-    labels = _labels(adata, groupby)
-    scores, influence, store = [], [], {}
-    groups_bar = tqdm(
-        list(enumerate(zip(names, masks, strict=True))),
-        desc=f"rank_genes ({method})",
-        disable=not progress_enabled(),
-        leave=False,
+    targets, coords, centroids = group_targets(
+        kind, model, net, features, names, masks, ref_masks, reference, model_key
     )
-    for g, (name, m) in groups_bar:
-        cells = np.flatnonzero(m)
-        if n_cells is not None and len(cells) > n_cells:
-            cells = np.sort(rng.choice(cells, n_cells, replace=False))
-        refs = _reference_groups(labels, name, reference)
-        axes = None
-        if method == "saliency" and kind == "axis":
-            # one axis per reference group, from its centroid to the group's
-            ref_centroids = np.stack([coords[r].mean(0) for r in refs])
-            axes = Targets.axis(np.broadcast_to(centroids[g], ref_centroids.shape), ref_centroids)
-        res = explain_group(
-            method,
-            targets,
-            net,
-            g,
-            X=X,
-            cells=cells,
-            features=features[cells],
-            references=refs,
-            W=W,
-            c=c,
-            zero_baseline=baseline == "zeros",
-            axes=axes,
-            times_input=times_input,
-            n_steps=n_steps,
-            n_background=n_background,
-            rng=rng,
-            device=dev,
+    ranked = explain_groups(
+        method,
+        kind,
+        targets,
+        net,
+        inp,
+        X,
+        features,
+        adata,
+        groupby,
+        names,
+        masks,
+        reference,
+        coords,
+        centroids,
+        n_cells=n_cells,
+        n_store=n_store,
+        rng=rng,
+        device=dev,
+        zero_baseline=baseline == "zeros",
+        times_input=times_input,
+        n_steps=n_steps,
+        n_background=n_background,
+    )
+    params = jsonable(
+        dict(
+            groupby=groupby,
+            reference=reference,
+            method=method,
+            use_raw=False,
+            layer=inp.key,
+            corr_method="none",
+            model_key=model_key,
+            target=kind,
+            baseline=baseline,
+            times_input=times_input if method == "saliency" else None,
+            n_steps=n_steps if method == "integrated_gradients" else None,
+            n_background=n_background if method == "shap" else None,
+            n_cells=n_cells,
+            random_state=random_state,
         )
-        scores.append(res.scores)
-        influence.append(res.influence)
-        top = np.argsort(-res.scores, kind="stable")[:n_store]
-        store[name] = {
-            "obs_names": np.asarray(adata.obs_names[cells], dtype=str),
-            "genes": np.asarray(inp.var_names[top], dtype=str),
-            "values": res.attr[:, top].astype(np.float32),
-            "total": res.attr.sum(1),
-            "output": np.asarray(res.output, dtype=np.float64),
-        }
-
-    scores, influence = np.asarray(scores), np.asarray(influence)
-    by_influence = np.argsort(-influence, axis=1, kind="stable")
-    lfc = _log_fold_changes(X, masks, ref_masks, log_data=not inp.integer_input)
-    order_ = np.argsort(-scores, axis=1, kind="stable")
-    genes = np.asarray(inp.var_names, dtype=object)
-    pick = lambda a: {n: a[k, order_[k]] for k, n in enumerate(names)}  # noqa: E731
-    nan = np.full(scores.shape, np.nan)
-    adata.uns[key_added] = {
-        "params": jsonable(
-            dict(
-                groupby=groupby,
-                reference=reference,
-                method=method,
-                use_raw=False,
-                layer=inp.key,
-                corr_method="none",
-                model_key=model_key,
-                target=kind,
-                baseline=baseline,
-                times_input=times_input if method == "saliency" else None,
-                n_steps=n_steps if method == "integrated_gradients" else None,
-                n_background=n_background if method == "shap" else None,
-                n_cells=n_cells,
-                random_state=random_state,
-            )
-        ),
-        "names": _records({n: genes[order_[k]] for k, n in enumerate(names)}, "O"),
-        "scores": _records(pick(scores), "float32"),
-        "logfoldchanges": _records(pick(lfc), "float32"),
-        "pvals": _records(pick(nan), "float64"),
-        "pvals_adj": _records(pick(nan), "float64"),
-        "attributions": store,
-        "influence": {
-            "names": _records({n: genes[by_influence[k]] for k, n in enumerate(names)}, "O"),
-            "scores": _records(
-                {n: influence[k, by_influence[k]] for k, n in enumerate(names)}, "float32"
-            ),
-        },
-    }
+    )
+    lfc = log_fold_changes(X, masks, ref_masks, log_data=not inp.integer_input)
+    adata.uns[key_added] = rank_genes_groups_layout(names, inp.var_names, ranked, lfc, params)
     logg.info(
         "    finished",
         time=start,
