@@ -23,6 +23,7 @@ __all__ = [
     "AttractionRepulsion",
     "EXACT_REPULSION_CELLS",
     "Classification",
+    "balanced_weights",
     "DENPairs",
     "Reconstruction",
     "NeighborAttraction",
@@ -259,6 +260,13 @@ class AttractionRepulsion:
         return Loss(
             total - total.detach() + value, {"attraction": attraction, "repulsion": repulsion}
         )
+
+
+def balanced_weights(codes: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Class weights ``n / (K n_k)`` for a cross-entropy that counts every class equally
+    (classes without cells get weight ``n / K``)."""
+    counts = np.bincount(codes, minlength=n_classes).astype(np.float32)
+    return torch.as_tensor(counts.sum() / (n_classes * np.maximum(counts, 1)))
 
 
 @dataclass

@@ -7,7 +7,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import torch
 from anndata import AnnData
 from scanpy import logging as logg
 from sklearn.neighbors import NearestNeighbors
@@ -24,7 +23,7 @@ from .._core.engine import CellSampler, PairSampler, Trainer, resolve_device
 from .._core.graph import knn, knn_from_scanpy
 from .._core.model import Model
 from .._core.networks import IndexedNetwork, Network
-from .._core.objectives import Classification, DENPairs, Sum
+from .._core.objectives import Classification, DENPairs, Sum, balanced_weights
 from .._core.threads import fixed_threads
 from ._common import auto_epochs, jsonable, seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
@@ -216,8 +215,7 @@ def den(
         communities = feature_communities(graph[:, :k], dist[:, :k], random_state=random_state)
         pseudo = snap_to_communities(pseudo, communities)
     K = int(pseudo.max()) + 1
-    counts = np.bincount(pseudo, minlength=K).astype(np.float32)
-    weights = torch.as_tensor(counts.sum() / (K * np.maximum(counts, 1)))
+    weights = balanced_weights(pseudo, K)
     with seeded(random_state + 1):
         network.add_cluster_head(K)
     trainer.encoder.to(trainer.device)

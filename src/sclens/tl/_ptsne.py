@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-import torch
 from anndata import AnnData
 from scanpy import logging as logg
 
@@ -16,7 +15,7 @@ from .._core.engine import CellSampler, EdgeSampler, Trainer, resolve_device
 from .._core.graph import neighbor_graph
 from .._core.model import Model
 from .._core.networks import IndexedNetwork, Network
-from .._core.objectives import AttractionRepulsion, Classification
+from .._core.objectives import AttractionRepulsion, Classification, balanced_weights
 from .._core.threads import fixed_threads
 from ._common import auto_epochs, categorical_labels, jsonable, seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
@@ -160,8 +159,7 @@ def ptsne(
     trainer = Trainer(IndexedNetwork(features, network), device=device, random_state=random_state)
     if labels is not None:
         keep = np.flatnonzero(labelled)
-        counts = np.bincount(codes[keep], minlength=len(classes)).astype(np.float32)
-        weights = torch.as_tensor(counts.sum() / (len(classes) * np.maximum(counts, 1)))
+        weights = balanced_weights(codes[keep], len(classes))
         sampler = CellSampler(adata.n_obs, min(batch_size, 256), codes, cells=keep)
         trainer.optimize(
             Classification(weights),
