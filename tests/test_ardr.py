@@ -11,7 +11,8 @@ from conftest import SEED, knn_accuracy, measured, snapshot, trust
 from scipy import sparse
 
 import sclens as sl
-from sclens._core.forces import GramMismatch, double_centre, graph_forces, pca_forces, sq_dists
+from sclens._core.forces import graph_forces
+from sclens._core.gram import GramMismatch, double_centre, pca_forces, sq_dists
 from sclens._core.networks import CoordinateTable
 
 matplotlib.use("Agg")
@@ -221,5 +222,3 @@ def test_bad_input_raises_before_anything_changes(pbmc):
     _fails(pbmc, ValueError, r"obsm\['X_bad'\] contains 1 NaN", method="pca", use_rep="X_bad")
     pbmc.X[3, 5] = np.nan
     _fails(pbmc, ValueError, r"adata.X contains 1 NaN", method="umap", use_rep="X")
-
-

@@ -13,7 +13,7 @@ from scipy import sparse
 
 from .._core.data import check_finite, check_key, fit_pca, prepare_input
 from .._core.engine import CellSampler, EdgeSampler, Trainer, resolve_device
-from .._core.forces import METRICS, GramMismatch, double_centre, sq_dists
+from .._core.gram import METRICS, GramMismatch, double_centre, sq_dists
 from .._core.graph import neighbor_graph
 from .._core.model import Model
 from .._core.networks import CoordinateTable, IndexedNetwork, Network

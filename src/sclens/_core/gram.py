@@ -1,0 +1,139 @@
+"""PCA and classical MDS as attraction-repulsion forces.
+
+With ``C`` the centring matrix, ``K = C X X^T C`` the double-centred Gram matrix of the data
+(equivalently ``K = -1/2 C D^2 C`` for a squared-distance matrix ``D^2``) and ``Y`` the map,
+
+    L(Y) = || C (X X^T - Y Y^T) C ||_F^2 = || K - Yc Yc^T ||_F^2
+
+is minimised exactly by the PCA (classical MDS) embedding, up to a rotation. Gradient descent
+on L is a pairwise force update: with ``F = 2 C (D_X^2 - D_Y^2) C = -4 (K - Yc Yc^T)``,
+
+    y_j <- y_j + lr * sum_i F_ij (y_j - y_i)    (= y_j - lr * dL/dy_j)
+
+``F_ij > 0`` pushes ``j`` away from ``i`` (the pair is closer in the map than in the data, after
+double centring), ``F_ij < 0`` pulls them together. :func:`pca_forces` gives F; the objective
+:class:`GramMismatch` computes L without forming n x n matrices when the data are features
+(``||Xc^T Xc||^2 - 2 ||Xc^T Yc||^2 + ||Yc^T Yc||^2``, O(n d k)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .objectives import Loss
+
+__all__ = ["METRICS", "GramMismatch", "pca_forces", "double_centre", "sq_dists"]
+
+METRICS = ("euclidean", "sqeuclidean", "cosine", "correlation")
+
+
+def double_centre(M: torch.Tensor) -> torch.Tensor:
+    """``C M C``: rows and columns of a square matrix shifted to mean zero."""
+    M = M - M.mean(0, keepdim=True)
+    return M - M.mean(1, keepdim=True)
+
+
+def sq_dists(X: torch.Tensor, metric: str = "euclidean") -> torch.Tensor:
+    """Squared pairwise distances of the rows of X (``'euclidean'``, ``'cosine'``, ``'correlation'``).
+
+    ``'sqeuclidean'`` is squared once more, i.e. classical MDS on squared euclidean distances.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
+    if metric in ("cosine", "correlation"):
+        if metric == "correlation":
+            X = X - X.mean(1, keepdim=True)
+        X = X / X.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        d = (1.0 - X @ X.T).clamp_min(0.0)
+        return d * d
+    sq = (X * X).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * X @ X.T).clamp_min(0.0)
+    return d2 * d2 if metric == "sqeuclidean" else d2
+
+
+def pca_forces(K: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Pairwise force magnitudes ``F = -4 (K - Yc Yc^T)`` for a double-centred target ``K``.
+
+    ``sum_i F_ij (y_j - y_i)`` is minus the gradient of ``||K - Yc Yc^T||_F^2`` at ``y_j``.
+    """
+    Yc = Y - Y.mean(0, keepdim=True)
+    return -4.0 * (K - Yc @ Yc.T)
+
+
+@dataclass
+class GramMismatch:
+    """Classical MDS / PCA objective ``||C (K_X - Y Y^T) C||_F^2 / scale`` on a batch of cells.
+
+    The target is one of
+
+    - ``features`` (n x d) with ``metric='euclidean'``: ``K_X = X X^T`` (PCA), never formed;
+    - ``features`` with another ``metric``: ``K_X = -1/2 D^2`` of the batch's distances;
+    - ``gram``: a dense double-centred n x n target (classical MDS on a given distance matrix).
+
+    On a batch ``idx`` (all cells: the exact loss; a random subset: the same loss on the pairs
+    inside the batch, i.e. stochastic forces) the batch is double-centred on itself. ``scale``
+    (e.g. the top eigenvalue of K) makes a dimensionless learning rate; the term ``residual`` is
+    the loss relative to ``||K||_F^2`` (logged for full batches only, where it costs nothing).
+    """
+
+    features: torch.Tensor | None = None
+    gram: torch.Tensor | None = None
+    metric: str = "euclidean"
+    scale: float = 1.0
+    _const: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if (self.features is None) == (self.gram is None):
+            raise ValueError("GramMismatch needs exactly one of `features` and `gram`.")
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}.")
+
+    @property
+    def n(self) -> int:
+        return len(self.features if self.features is not None else self.gram)
+
+    def target_gram(self, idx: torch.Tensor) -> torch.Tensor:
+        """The batch's double-centred target (dense, len(idx) x len(idx))."""
+        if self.gram is not None:
+            return double_centre(self.gram[idx][:, idx].double())
+        X = self.features[idx].double()
+        if self.metric == "euclidean":
+            Xc = X - X.mean(0, keepdim=True)
+            return Xc @ Xc.T
+        return -0.5 * double_centre(sq_dists(X, self.metric))
+
+    def __call__(self, encoder, batch) -> Loss:
+        idx = batch["idx"]
+        y = encoder(idx).double()
+        Yc = y - y.mean(0, keepdim=True)
+        full = len(idx) == self.n
+        yty = Yc.T @ Yc
+        if self.features is not None and self.metric == "euclidean":
+            X = self.features[idx].double()
+            Xc = X - X.mean(0, keepdim=True)
+            cross = (Xc.T @ Yc).square().sum()
+            const = self._const.get("xx") if full else None
+            if const is None and full:
+                G = Xc.T @ Xc if Xc.shape[1] <= Xc.shape[0] else Xc @ Xc.T
+                const = self._const["xx"] = float(G.square().sum())
+        elif full and self.gram is not None:
+            # all cells: the loss does not depend on their order, so use the target as it is
+            if "gram" not in self._const:
+                K = double_centre(self.gram.double())
+                self._const.update(gram=K, kk=float(K.square().sum()))
+            y = encoder(torch.arange(self.n, device=idx.device)).double()
+            Yc = y - y.mean(0, keepdim=True)
+            yty = Yc.T @ Yc
+            cross = (Yc * (self._const["gram"] @ Yc)).sum()
+            const = self._const["kk"]
+        else:
+            K = self.target_gram(idx)
+            cross = (Yc * (K @ Yc)).sum()
+            const = float(K.square().sum())
+        raw = -2.0 * cross + yty.square().sum() + (const or 0.0)
+        terms = {}
+        if const:
+            terms["residual"] = float(raw.detach()) / const
+        return Loss(raw / self.scale, terms)
