@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baselines import fit_autoencoder  # noqa: E402
 from run import prepare, quality  # noqa: E402
 
 HVG = ("pearson", "seurat")
@@ -88,7 +89,7 @@ def mse_curves(adata, epochs: int, batch_size: int, random_state: int = 0) -> di
         callbacks=[recorder(gne_curve)],
     )
     ae_curve: list[float] = []
-    G.fit_autoencoder(
+    fit_autoencoder(
         X,
         epochs=epochs,
         batch_size=batch_size,
@@ -141,7 +142,6 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     import sclens as sl
-    from sclens.tl._gne import fit_autoencoder
 
     p = argparse.ArgumentParser()
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import anndata as ad
 import matplotlib
 import numpy as np
@@ -14,7 +17,9 @@ from sklearn.metrics import roc_auc_score
 import sclens as sl
 from sclens._core.networks import Decoder
 from sclens._core.objectives import Reconstruction, cell_error
-from sclens.tl._gne import fit_autoencoder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from baselines import fit_autoencoder  # noqa: E402  (a benchmark baseline, not package code)
 
 matplotlib.use("Agg")
 

@@ -24,7 +24,7 @@ from .._core.generative import (
 )
 from .._core.graph import knn
 from .._core.model import Model
-from .._core.networks import CoordinateTable, Decoder, GenerativeMap, IndexedNetwork, Network
+from .._core.networks import CoordinateTable, Decoder, GenerativeMap
 from .._core.objectives import NeighborAttraction, Reconstruction, Sum
 from .._core.threads import fixed_threads
 from ._common import jsonable, seeded, start_adata
@@ -237,55 +237,6 @@ def reconstruction_errors(
         per_cell[s : s + len(e)] = e.mean(1)
         gene_sum += e.sum(0)
     return per_cell, gene_sum / len(X)
-
-
-def fit_autoencoder(
-    X: np.ndarray,
-    *,
-    n_components: int = 2,
-    hidden: int = 256,
-    n_blocks: int = 4,
-    encoder_hidden: tuple[int, ...] = (256, 256),
-    likelihood: str = "mse",
-    epochs: int = 60,
-    batch_size: int = 512,
-    learning_rate: float = 1e-3,
-    device: str = "auto",
-    random_state: int = 0,
-    callbacks: Sequence[Callback] = (),
-) -> tuple[np.ndarray, float, float]:
-    """Baseline: an MLP encoder to ``n_components`` + the same decoder, trained the same way.
-
-    Returns the coordinates, the final reconstruction error (as GNE reports it) and seconds.
-    ``callbacks`` are passed to :meth:`Trainer.optimize` (called with the encoder + decoder).
-    """
-    import time
-
-    t0 = time.perf_counter()
-    mean = X.mean(0)
-    scale = float(X.std(0).max() or 1.0)
-    features = ((X - mean) / scale).astype(np.float32)
-    with seeded(random_state):
-        net = Network(X.shape[1], encoder_hidden, n_components)
-    decoder = new_decoder(X, n_components, hidden, n_blocks, likelihood, random_state)
-    model = GenerativeMap(IndexedNetwork(features, net), decoder)
-    fit_generative(
-        model,
-        X,
-        likelihood=likelihood,
-        noise=0.0,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        coord_learning_rate=learning_rate,
-        device=device,
-        random_state=random_state,
-        callbacks=callbacks,
-    )
-    net = net.cpu().eval()
-    coords = net.transform(features)
-    err, _ = reconstruction_errors(decoder, coords, X)
-    return coords, float(err.mean()), time.perf_counter() - t0
 
 
 # -- the public function ------------------------------------------------------------------------
