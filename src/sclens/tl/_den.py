@@ -108,11 +108,11 @@ def den(
         ``sc.pp.neighbors`` + ``sc.tl.leiden`` at default settings would find them on the same
         features) each take the cluster most of their cells have on the map, so the map
         decides which communities belong together and the feature graph where the boundaries
-        lie. Clusters that no community carries vanish. Measured (``benchmarks/den.py``-style
-        runs, seeds 0 and 1): NMI with the cell types 0.867 -> 0.892 on Baron, 0.739/0.755 ->
-        0.762/0.756 on 10x PBMC, 0.694/0.707 -> 0.695/0.734 on kidney, 0.634/0.650 ->
-        0.628/0.645 on pbmc68k_reduced, with fewer clusters (Baron 12 -> 9, pbmc68k 9 -> 6-7).
-        Off by default.
+        lie. Clusters that no community carries vanish. Only with automatic K, as the joins.
+        Measured (``benchmarks/den.py``, mean over seeds 0-2): NMI with the cell types 0.870 ->
+        0.893 on Baron, 0.747 -> 0.758 on 10x PBMC, 0.702 -> 0.713 on kidney, 0.638 -> 0.637
+        on pbmc68k_reduced, 0.917 -> 0.936 on 80,000 synthetic cells (one seed), with fewer
+        clusters (Baron 12-14 -> 9-10 of 14 types, pbmc68k 8-9 -> 6-7 of 10): off by default.
     hidden
         Widths of the hidden layers.
     epochs
@@ -204,13 +204,13 @@ def den(
     nearest = NearestNeighbors(n_neighbors=1).fit(Z[spec.landmarks])
     pseudo = spec.labels[nearest.kneighbors(Z, return_distance=False)[:, 0]]
     merges = []
-    if (n_clusters is None and merge_threshold) or snap:
+    if n_clusters is None and (merge_threshold or snap):
         graph, dist = knn(
             features, min(MERGE_NEIGHBORS, adata.n_obs - 1), random_state=random_state
         )
     if n_clusters is None and merge_threshold:
         pseudo, merges = merge_clusters(graph, pseudo, merge_threshold)
-    if snap:
+    if n_clusters is None and snap:
         k = min(SNAP_NEIGHBORS, graph.shape[1])
         communities = feature_communities(graph[:, :k], dist[:, :k], random_state=random_state)
         pseudo = snap_to_communities(pseudo, communities)
