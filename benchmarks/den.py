@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rank_genes import table  # noqa: E402
 from run import prepare, quality  # noqa: E402
 
 VARIANTS = {"den": {}, "den snap": {"snap": True}}
@@ -85,24 +86,26 @@ def one_set(name: str, seeds: list[int], n_synthetic: int) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = [
-        "| data set | cells | types | method | seeds | clusters | ARI | NMI (mean, min) | "
-        "seed-to-seed ARI (min) | time / leiden | map trust@10 | map 10-NN acc |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
     leiden = {r["dataset"]: np.mean(r["seconds"]) for r in rows if r["method"] == "leiden"}
-    for r in rows:
-        ks = "/".join(str(k) for k in r["n_clusters"])
-        s2s = "" if r.get("seed_to_seed_ari") is None else f"{r['seed_to_seed_ari']:.3f}"
-        trust = f"{np.mean(r['map_trust']):.4f}" if "map_trust" in r else ""
-        acc = f"{np.mean(r['map_knn_acc']):.4f}" if "map_knn_acc" in r else ""
-        lines.append(
-            f"| {r['dataset']} | {r['n_cells']} | {r['n_types']} | {r['method']} | "
-            f"{len(r['seeds'])} | {ks} | {np.mean(r['ari']):.3f} | {np.mean(r['nmi']):.3f}, "
-            f"{np.min(r['nmi']):.3f} | {s2s} | {np.mean(r['seconds']) / leiden[r['dataset']]:.1f} | "
-            f"{trust} | {acc} |"
-        )
-    return "\n".join(lines) + "\n"
+    mean = lambda r, k, fmt: "" if r.get(k) is None else format(np.mean(r[k]), fmt)  # noqa: E731
+    out = [
+        {
+            "data set": r["dataset"],
+            "cells": r["n_cells"],
+            "types": r["n_types"],
+            "method": r["method"],
+            "seeds": len(r["seeds"]),
+            "clusters": "/".join(str(k) for k in r["n_clusters"]),
+            "ARI": mean(r, "ari", ".3f"),
+            "NMI (mean, min)": f"{np.mean(r['nmi']):.3f}, {np.min(r['nmi']):.3f}",
+            "seed-to-seed ARI (min)": mean(r, "seed_to_seed_ari", ".3f"),
+            "time / leiden": f"{np.mean(r['seconds']) / leiden[r['dataset']]:.1f}",
+            "map trust@10": mean(r, "map_trust", ".4f"),
+            "map 10-NN acc": mean(r, "map_knn_acc", ".4f"),
+        }
+        for r in rows
+    ]
+    return table(out) + "\n"
 
 
 def main() -> None:

@@ -167,6 +167,23 @@ def _one_kink(lo, hi, v0, v1, m0, m1):
     return w0, w1, (v1 - v0) - (w0 * m0 + w1 * m1)
 
 
+def _pending(cells, i, j, A, V, G, w0, w1, miss):
+    """Intervals ``j`` of rows ``i`` (of arrays indexed row, node) still to split, as
+    ``(cell, lo, hi, values, gradients at both ends, one-kink weights, miss)``."""
+    return (
+        cells,
+        A[i, j],
+        A[i, j + 1],
+        V[i, j],
+        V[i, j + 1],
+        G[i, j],
+        G[i, j + 1],
+        w0[i, j],
+        w1[i, j],
+        miss[i, j],
+    )
+
+
 def integrated_gradients(
     head: nn.Module,
     features: np.ndarray,
@@ -223,21 +240,11 @@ def integrated_gradients(
         w0, w1, miss = _one_kink(lo, hi, val[:-1], val[1:], slope[:-1], slope[1:])
         total = (w0[..., None] * g[:-1] + w1[..., None] * g[1:]).sum(0)
         tol = rtol * ((val[-1] - val[0]).abs() + 1e-12)
-        # intervals to split: (cell, lo, hi, values, slopes and gradients at both ends)
+        # intervals to split; the grid's arrays are (node, cell): their transposes are (cell, node)
         bad = (miss.abs() > tol[None]).nonzero()
         cell = bad[:, 1]
-        todo = (
-            cell,
-            lo[bad[:, 0], cell],
-            hi[bad[:, 0], cell],
-            val[bad[:, 0], cell],
-            val[bad[:, 0] + 1, cell],
-            g[bad[:, 0], cell],
-            g[bad[:, 0] + 1, cell],
-            w0[bad[:, 0], cell],
-            w1[bad[:, 0], cell],
-            miss[bad[:, 0], cell],
-        )
+        grid = alphas[None, :].expand(m, S + 1)
+        todo = _pending(cell, cell, bad[:, 0], grid, val.T, g.transpose(0, 1), w0.T, w1.T, miss.T)
         budget = S * m  # at most as many evaluations again as the uniform grid took
         for _ in range(max_levels):
             k = len(todo[0])
@@ -264,18 +271,7 @@ def integrated_gradients(
             total.index_add_(0, cell, parts)
             bad = (miss.abs() > tol[cell][:, None]).nonzero()
             i, j = bad[:, 0], bad[:, 1]
-            todo = (
-                cell[i],
-                A[i, j],
-                A[i, j + 1],
-                V[i, j],
-                V[i, j + 1],
-                G[i, j],
-                G[i, j + 1],
-                s0[i, j],
-                s1[i, j],
-                miss[i, j],
-            )
+            todo = _pending(cell[i], i, j, A, V, G, s0, s1, miss)
         mean_grad[sl] = total.numpy()
         delta[sl] = (val[-1] - val[0]).numpy()
     return mean_grad, delta
@@ -332,6 +328,7 @@ def explain_group(
     cells: np.ndarray,
     features: np.ndarray,
     references: list[np.ndarray],
+    reference_means: np.ndarray | None = None,
     W: np.ndarray,
     c: np.ndarray,
     zero_baseline: bool = False,
@@ -349,7 +346,8 @@ def explain_group(
     other group for 'rest', or the one named): each counts equally, however many cells it has,
     so a small group's markers are not drowned by a large one and a group that sits amid the
     others on the map (whose pooled 'rest' would map onto itself) is still compared with real
-    cell types.
+    cell types. ``reference_means``: their mean expressions, where the caller has them (one row
+    per reference group), else computed here.
 
     - integrated gradients: cell ``i`` runs from the mean expression ``m_h`` of one reference
       group (the groups taken in turn over the cells) or from zero expression;
@@ -374,7 +372,11 @@ def explain_group(
     """
     x = dense_rows(X, cells)
     n, H = len(x), len(references)
-    means = np.stack([np.asarray(X[r].mean(axis=0), dtype=np.float64).ravel() for r in references])
+    means = reference_means
+    if means is None:
+        means = np.stack(
+            [np.asarray(X[r].mean(axis=0), dtype=np.float64).ravel() for r in references]
+        )
     tgt = np.full(n, index)
     if method == "saliency":
         if axes is None:

@@ -77,11 +77,11 @@ def groups_and_references(adata: AnnData, groupby: str, groups, reference: str):
     return names, masks, ref_masks
 
 
-def reference_groups(values: np.ndarray, name: str, reference: str) -> list[np.ndarray]:
-    """Cells of each group ``name`` is compared with (``values``: :func:`group_labels`): every other
-    group with cells, or the one named."""
+def reference_groups(values: np.ndarray, name: str, reference: str) -> dict[str, np.ndarray]:
+    """Cells of each group ``name`` is compared with (``values``: :func:`group_labels`), by
+    group: every other group with cells, or the one named."""
     others = [reference] if reference != "rest" else sorted(set(values) - {name, ""})
-    return [np.flatnonzero(values == h) for h in others]
+    return {h: np.flatnonzero(values == h) for h in others}
 
 
 def log_fold_changes(X, masks, ref_masks, log_data: bool) -> np.ndarray:
@@ -174,6 +174,7 @@ def explain_groups(
     W, c = input_weights(inp)
     labels = group_labels(adata, groupby)
     scores, influence, store = [], [], {}
+    mean_of: dict[str, np.ndarray] = {}  # each group's mean expression, computed once
     groups_bar = tqdm(
         list(enumerate(zip(names, masks, strict=True))),
         desc=f"rank_genes ({method})",
@@ -184,7 +185,11 @@ def explain_groups(
         cells = np.flatnonzero(m)
         if n_cells is not None and len(cells) > n_cells:
             cells = np.sort(rng.choice(cells, n_cells, replace=False))
-        refs = reference_groups(labels, name, reference)
+        by_group = reference_groups(labels, name, reference)
+        refs = list(by_group.values())
+        for h, rows in by_group.items():
+            if h not in mean_of:
+                mean_of[h] = np.asarray(X[rows].mean(axis=0), dtype=np.float64).ravel()
         axes = None
         if method == "saliency" and kind == "axis":
             # one axis per reference group, from its centroid to the group's
@@ -199,6 +204,7 @@ def explain_groups(
             cells=cells,
             features=features[cells],
             references=refs,
+            reference_means=np.stack([mean_of[h] for h in by_group]),
             W=W,
             c=c,
             axes=axes,
