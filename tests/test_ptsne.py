@@ -41,6 +41,22 @@ def test_scanpy_pca_is_reused_as_the_frozen_gene_layer(baron):
     np.testing.assert_allclose(features * inp.scale, baron.obsm["X_pca"], atol=2e-3 * inp.scale)
 
 
+def test_scanpy_pca_is_reused_on_a_subset_of_its_cells(baron):
+    """Cells dropped after ``sc.pp.pca``: X_pca is centred on the full data's mean, not the
+    subset's; the layer must still read scanpy's PCs (no second PCA, no warning) and reproduce
+    the stored coordinates, so a map trained on the subset sees what scanpy's tools see."""
+    keep = np.asarray(baron.obs["cell_type1"] != "alpha")
+    sub = baron[keep].copy()
+    assert np.abs(sub.obsm["X_pca"].mean(0)).max() > 0.1  # no longer centred
+    inp, features = prepare_input(sub, use_rep="X_pca", n_pcs=50, layer=None)
+    hvg = np.abs(baron.varm["PCs"]).sum(1) > 0
+    np.testing.assert_allclose(inp.loadings, baron.varm["PCs"][hvg], rtol=1e-6)
+    tol = 2e-3 * np.abs(sub.obsm["X_pca"]).max()
+    np.testing.assert_allclose(features * inp.scale, sub.obsm["X_pca"], atol=tol)
+    # a query holding the same cells is placed on the same features
+    np.testing.assert_allclose(inp.transform(sub.X) * inp.scale, sub.obsm["X_pca"], atol=tol)
+
+
 def test_sparse_and_dense_input_give_the_same_features(baron):
     del baron.obsm["X_pca"]
     dense = baron.copy()

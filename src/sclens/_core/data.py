@@ -320,7 +320,13 @@ def warn_if_counts(profile: ValueProfile, what: str, func: str, hint: str = "") 
 
 
 def _scanpy_pca_layer(adata: AnnData, X, n_pcs: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(mean, loadings) of `sc.pp.pca` if ``obsm['X_pca']`` is reproduced by them, else None."""
+    """(mean, loadings) of `sc.pp.pca` if ``obsm['X_pca']`` is reproduced by them, else None.
+
+    The cells may be a subset of those the PCA was fitted on (``adata = adata[keep]`` after
+    ``sc.pp.pca``): ``X_pca`` is then centred on the full data's mean, not on this subset's,
+    a constant shift of every row. The returned mean is this subset's mean moved along the PCs
+    by that shift, so ``(X - mean) @ loadings`` reproduces ``X_pca`` itself.
+    """
     if "X_pca" not in adata.obsm or "PCs" not in adata.varm:
         return None
     pcs = np.asarray(adata.varm["PCs"], dtype=np.float64)[:, :n_pcs]
@@ -331,6 +337,13 @@ def _scanpy_pca_layer(adata: AnnData, X, n_pcs: int) -> tuple[np.ndarray, np.nda
     block = _as_float(X[rows])
     recon = np.asarray(block @ pcs) - mean @ pcs
     target = np.asarray(adata.obsm["X_pca"][rows, : pcs.shape[1]], dtype=np.float64)
+    shift = (recon - target).mean(axis=0)
+    gram = pcs.T @ pcs
+    if np.abs(shift).max() > 1e-3 * np.abs(target).max() and np.allclose(
+        gram, np.eye(len(gram)), atol=1e-4
+    ):
+        mean = mean + pcs @ shift  # (mean + pcs shift) @ pcs = mean @ pcs + shift
+        recon = recon - shift
     if not np.allclose(recon, target, rtol=1e-3, atol=1e-3 * np.abs(target).max()):
         return None
     return mean, pcs
