@@ -159,6 +159,52 @@ def test_umap_end_reaches_umap_quality(baron):
 
 
 # -- forces of a map ------------------------------------------------------------------------------
+def _neighbour_overlap(A, B, k: int = 15) -> float:
+    """Mean share of each cell's k nearest neighbours in A that are among its k nearest in B."""
+    from sklearn.neighbors import NearestNeighbors
+
+    ia, ib = (NearestNeighbors(n_neighbors=k + 1).fit(M).kneighbors(M)[1][:, 1:] for M in (A, B))
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ia, ib, strict=True)]))
+
+
+def test_lle_is_lle_and_with_forces_it_reproduces_the_umap_end(baron):
+    """Classical LLE equals scikit-learn's; its weights with attraction-repulsion forces
+    (``normalization=0``) give the UMAP end's map, plain LLE does not.
+
+    Measured on these PCs (seed 0, 300 epochs): trust UMAP end 0.967, LLE + forces 0.9709 (at
+    the default epochs: 0.9717 / 0.9709), plain LLE 0.9265, sc.tl.umap 0.9691; 15-NN overlap
+    with the UMAP end's map: LLE + forces 0.459, sc.tl.umap 0.517, plain LLE 0.182 (pbmc68k:
+    0.591 / 0.563 / 0.283). Over seeds 0-1 x avx2/avx512 x 1/2 threads (8 runs,
+    benchmarks/spread.py): subspace cosine with scikit-learn's LLE 0.9972 (2 threads) - 0.9998;
+    trust UMAP end 0.9673-0.9690, LLE + forces 0.9638-0.9663, plain LLE 0.9265; overlap with the
+    UMAP end 0.429-0.446 (forces), 0.183-0.186 (plain).
+    """
+    from sklearn.manifold import locally_linear_embedding
+
+    X = baron.obsm["X_pca"]
+    plain, umap, lle = baron.copy(), baron.copy(), baron.copy()
+    sl.tl.ardr(plain, method="lle", random_state=SEED)
+    ref, _ = locally_linear_embedding(
+        X, n_neighbors=15, n_components=2, reg=1e-3, eigen_solver="dense"
+    )
+    cos = _principal_cosines(plain.obsm["X_ardr"], ref)
+    assert measured("cos_sklearn", cos.min()) >= 0.99
+    assert plain.uns["ardr"]["params"].get("normalization") is None
+    assert (np.diff(plain.uns["ardr"]["eigenvalues"]) >= 0).all()
+
+    sl.tl.ardr(umap, method="umap", n_epochs=300, random_state=SEED)
+    sl.tl.ardr(lle, method="lle", normalization=0.0, n_epochs=300, random_state=SEED)
+    assert lle.uns["ardr"]["params"]["b"] == umap.uns["ardr"]["params"]["b"]
+    t_umap = measured("trust_umap", trust(X, umap.obsm["X_ardr"]))
+    t_lle = measured("trust_lle_forces", trust(X, lle.obsm["X_ardr"]))
+    t_plain = measured("trust_lle", trust(X, plain.obsm["X_ardr"]))
+    assert abs(t_lle - t_umap) < 0.01
+    assert t_plain < t_umap - 0.02
+    near = measured("overlap_forces", _neighbour_overlap(lle.obsm["X_ardr"], umap.obsm["X_ardr"]))
+    far = measured("overlap_plain", _neighbour_overlap(plain.obsm["X_ardr"], umap.obsm["X_ardr"]))
+    assert near > 0.35 and far < 0.3
+
+
 def test_forces_point_towards_attractors_and_away_from_repellers(tsne_end):
     adata = tsne_end
     table = sl.pl.group_forces(adata, groupby="cell_type1", group="alpha")
@@ -225,8 +271,10 @@ def _fails(adata, exc, match, **kwargs):
 def test_bad_input_raises_before_anything_changes(pbmc):
     _fails(pbmc, ValueError, r"method must be one of", method="isomap")
     _fails(pbmc, ValueError, r"normalization must be in \[0, 1\]", normalization=1.5)
-    _fails(pbmc, ValueError, r"normalization.*applies to method='tsne' or 'umap'", method="pca",
-           normalization=0.5)  # fmt: skip
+    _fails(pbmc, ValueError, r"normalization.*applies to method='tsne', 'umap' or 'lle'",
+           method="pca", normalization=0.5)  # fmt: skip
+    _fails(pbmc, ValueError, r"Classical LLE has no forces", method="lle", parametric=True)
+    _fails(pbmc[:15].copy(), ValueError, r"needs at least 16 cells", method="lle")
     _fails(pbmc, ValueError, r"sampled_pairs.*applies to method='pca'", sampled_pairs=100)
     _fails(pbmc, KeyError, r"'X_scvi' not found in adata.obsm", use_rep="X_scvi")
     _fails(pbmc, KeyError, r"'X_nope' not found in adata.obsm", init="X_nope")

@@ -216,7 +216,8 @@ def neighbor_graph(
     n_pcs: int | None = None,
     random_state: int = 0,
 ) -> Graph:
-    """The kNN graph of the features with t-SNE (``'tsne'``) or UMAP (``'umap'``) affinities."""
+    """The kNN graph of the features with t-SNE (``'tsne'``), UMAP (``'umap'``) or LLE (``'lle'``,
+    the positive part of the reconstruction weights, see :mod:`sclens._core.lle`) affinities."""
     k = min(int(np.ceil(3 * perplexity)), X.shape[0] - 1) if affinity == "tsne" else n_neighbors
     found = knn_from_scanpy(adata, k, use_rep, n_pcs) if adata is not None else None
     start = logg.info(
@@ -228,9 +229,13 @@ def neighbor_graph(
         w = perplexity_affinities(dist, perplexity)
     elif affinity == "umap":
         w = umap_affinities(dist)
+    elif affinity == "lle":
+        from .lle import lle_affinities, reconstruction_weights
+
+        w = lle_affinities(reconstruction_weights(X, idx))
     else:
-        raise ValueError(f"affinity must be 'tsne' or 'umap', got {affinity!r}.")
-    W = sparse.triu(_symmetrize(idx, w, affinity), k=1).tocoo()
+        raise ValueError(f"affinity must be 'tsne', 'umap' or 'lle', got {affinity!r}.")
+    W = sparse.triu(_symmetrize(idx, w, "umap" if affinity == "umap" else "tsne"), k=1).tocoo()
     weights = W.data.astype(np.float64)
     logg.info("    finished", time=start)
     # int32 cell indices (n < 2**31): half the memory of the edge list at a million cells

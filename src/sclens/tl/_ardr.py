@@ -1,4 +1,4 @@
-"""Attraction-repulsion DR: t-SNE, UMAP and everything between, and PCA / classical MDS as forces."""
+"""Attraction-repulsion DR: t-SNE, UMAP and everything between, LLE, and PCA / MDS as forces."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .._core.data import check_finite, check_key, fit_pca, prepare_input
 from .._core.engine import CellSampler, EdgeSampler, Trainer, resolve_device
 from .._core.gram import METRICS, GramMismatch, double_centre, sq_dists
 from .._core.graph import neighbor_graph
+from .._core.lle import REG, classical_lle, reconstruction_weights
 from .._core.model import Model
 from .._core.networks import CoordinateTable, IndexedNetwork, Network
 from .._core.objectives import EXACT_REPULSION_CELLS, AttractionRepulsion, umap_ab
@@ -25,7 +26,7 @@ from ._options import check_float, check_int, check_key_added, check_widths, res
 
 __all__ = ["ardr"]
 
-METHODS = ("tsne", "umap", "pca", "mds")
+METHODS = ("tsne", "umap", "lle", "pca", "mds")
 #: above this many cells, exact classical MDS (a dense n x n target) is refused
 MAX_DENSE_CELLS = 20_000
 
@@ -89,7 +90,7 @@ def _stop_when_converged(tol: float, patience: int = 10):
 def ardr(
     adata: AnnData,
     *,
-    method: Literal["tsne", "umap", "pca", "mds"] = "tsne",
+    method: Literal["tsne", "umap", "lle", "pca", "mds"] = "tsne",
     normalization: float | None = None,
     parametric: bool = False,
     n_components: int = 2,
@@ -124,6 +125,14 @@ def ardr(
       low-dimensional similarities (t-SNE), 0 does not (UMAP), values between mix the two, so one
       parameter walks from UMAP-like to t-SNE-like maps (``method`` picks the graph, the kernel and
       the default ``normalization``: 1 for ``'tsne'``, 0 for ``'umap'``).
+    - ``'lle'``: locally linear embedding. Each cell is reconstructed from its ``n_neighbors``
+      nearest neighbours; with ``normalization=None`` the map is LLE's own (the eigenvectors of
+      ``(I - W)^T (I - W)``, as ``sklearn.manifold.LocallyLinearEmbedding``): a quadratic
+      attraction along the reconstruction weights whose only repulsion is an orthonormality
+      constraint. With ``normalization`` in [0, 1] the positive reconstruction weights are the
+      affinities of the attraction-repulsion forces above (the UMAP kernel of ``min_dist``):
+      Draganov & Dohn's observation that a small change makes LLE reproduce UMAP (0) or, here,
+      t-SNE-like maps (1). See ``docs/methods/ardr.md``.
     - ``'pca'``: from random points, gradient descent on ``||C (X X^T - Y Y^T) C||_F^2``. Each step
       is ``y_j += lr * sum_i F_ij (y_j - y_i)`` with ``F`` proportional to the difference of the
       double-centred squared-distance matrices of data and map; the minimiser is the PCA
@@ -140,10 +149,10 @@ def ardr(
     adata
         Annotated data matrix (log-normalised expression in ``.X`` or ``layer``).
     method
-        ``'tsne'``, ``'umap'``, ``'pca'`` or ``'mds'``.
+        ``'tsne'``, ``'umap'``, ``'lle'``, ``'pca'`` or ``'mds'``.
     normalization
-        ``'tsne'``/``'umap'`` only: 0 (UMAP-like) to 1 (t-SNE-like); ``None``: 1 for ``'tsne'``,
-        0 for ``'umap'``.
+        ``'tsne'``/``'umap'``/``'lle'`` only: 0 (UMAP-like) to 1 (t-SNE-like); ``None``: 1 for
+        ``'tsne'``, 0 for ``'umap'``, classical LLE (no forces) for ``'lle'``.
     parametric
         Train a network instead of free coordinates.
     n_components
@@ -152,9 +161,9 @@ def ardr(
     perplexity
         ``'tsne'``: perplexity of the affinities (``3 * perplexity`` neighbours per cell).
     n_neighbors
-        ``'umap'``: neighbours per cell.
+        ``'umap'``/``'lle'``: neighbours per cell.
     min_dist
-        ``'umap'``: UMAP's ``min_dist``, which sets the kernel ``1 / (1 + a d^{{2b}})``.
+        ``'umap'``/``'lle'``: UMAP's ``min_dist``, which sets the kernel ``1 / (1 + a d^{{2b}})``.
     metric
         ``'mds'``: distance between cells (``'sqeuclidean'`` squares euclidean distances once
         more).
@@ -201,7 +210,7 @@ def ardr(
     ``adata.obsm['X_' + key_added]``
         Coordinates, ``(n_obs, n_components)``.
     ``adata.obsp[key_added + '_connectivities']``
-        ``'tsne'``/``'umap'``: the symmetric affinity graph the attractions act on (read by
+        ``'tsne'``/``'umap'``/``'lle'``: the symmetric affinity graph the attractions act on (read by
         :func:`sclens.pl.forces`).
     ``adata.uns[key_added]['params']``
         The settings used (including the kernel's ``a``, ``b`` and ``normalization``).
@@ -216,11 +225,13 @@ def ardr(
     adata = start_adata(adata, "ardr", copy, backed_ok=True)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    graph_method = method in ("tsne", "umap")
+    classical = method == "lle" and normalization is None
+    graph_method = method in ("tsne", "umap", "lle") and not classical
     if normalization is not None:
         if not graph_method:
             raise ValueError(
-                f"`normalization` applies to method='tsne' or 'umap', not {method!r}; leave it None."
+                f"`normalization` applies to method='tsne', 'umap' or 'lle', not {method!r}; "
+                "leave it None."
             )
         if not (0.0 <= float(normalization) <= 1.0):
             raise ValueError(
@@ -256,7 +267,12 @@ def ardr(
             f"Exact classical MDS forms an n x n matrix; {adata.n_obs} cells is more than "
             f"{MAX_DENSE_CELLS}. Pass `sampled_pairs=1024` (stochastic forces) or use method='pca'."
         )
-    if graph_method:
+    if classical and parametric:
+        raise ValueError(
+            "Classical LLE has no forces to train a network with; pass normalization=0 (LLE "
+            "weights, UMAP-like forces) or parametric=False."
+        )
+    if graph_method or classical:
         needed = (int(np.ceil(3 * perplexity)) if method == "tsne" else int(n_neighbors)) + 1
         if adata.n_obs < needed:
             raise ValueError(
@@ -291,10 +307,10 @@ def ardr(
     n = adata.n_obs
 
     graph = None
-    if graph_method or init == "spectral":
+    if graph_method or classical or init == "spectral":
         graph = neighbor_graph(
             features,
-            affinity=method if graph_method else "umap",
+            affinity=method if (graph_method or classical) else "umap",
             perplexity=perplexity,
             n_neighbors=n_neighbors,
             adata=adata,
@@ -302,6 +318,18 @@ def ardr(
             n_pcs=n_pcs,
             random_state=random_state,
         )
+    if classical:
+        idx = graph.knn_indices
+        coords, eigenvalues = classical_lle(
+            idx, reconstruction_weights(features, idx), n_components, random_state
+        )
+        adata.obsm[f"X_{key_added}"] = coords.astype(np.float32)
+        params = dict(method=method, normalization=None, n_components=n_components)
+        params |= dict(use_rep=use_rep, n_pcs=n_pcs, layer=layer, n_neighbors=int(idx.shape[1]))
+        params |= dict(reg=REG, random_state=random_state)
+        adata.uns[key_added] = {"params": jsonable(params), "eigenvalues": eigenvalues}
+        logg.info("    finished", time=start, deep=f"    added 'X_{key_added}', '{key_added}'")
+        return adata if copy else None
 
     # -- encoder: a coordinate table or a network, both map cell indices to coordinates --------
     network = None
@@ -380,8 +408,8 @@ def ardr(
             exact_repulsion=bool(exact_repulsion),
             normalization=float(normalization),
             perplexity=perplexity if method == "tsne" else None,
-            n_neighbors=n_neighbors if method == "umap" else int(graph.knn_indices.shape[1]),
-            min_dist=min_dist if method == "umap" else None,
+            n_neighbors=int(graph.knn_indices.shape[1]),
+            min_dist=None if method == "tsne" else min_dist,
             a=a,
             b=b,
             negative_rate=AttractionRepulsion.negative_rate,
