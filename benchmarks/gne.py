@@ -80,7 +80,7 @@ def mse_curves(adata, epochs: int, batch_size: int, random_state: int = 0) -> di
         X,
         likelihood="mse",
         noise=defaults["noise"].default,
-        epochs=epochs,
+        n_epochs=epochs,
         batch_size=batch_size,
         learning_rate=defaults["learning_rate"].default,
         coord_learning_rate=defaults["coord_learning_rate"].default,
@@ -91,7 +91,7 @@ def mse_curves(adata, epochs: int, batch_size: int, random_state: int = 0) -> di
     ae_curve: list[float] = []
     fit_autoencoder(
         X,
-        epochs=epochs,
+        n_epochs=epochs,
         batch_size=batch_size,
         device="cpu",
         random_state=random_state,
@@ -175,7 +175,7 @@ def main() -> None:
         adata = adata[np.sort(rng.choice(adata.n_obs, args.n_cells, replace=False))].copy()
     truth = adata.obs[label].astype(str).to_numpy()
     pcs = np.asarray(adata.obsm["X_pca"])
-    kw = dict(epochs=args.epochs, batch_size=args.batch_size, random_state=0)
+    kw = dict(n_epochs=args.epochs, batch_size=args.batch_size, random_state=0)
     genes = adata.var_names
     res: dict = {
         "dataset": args.dataset,
@@ -183,7 +183,9 @@ def main() -> None:
         "n_cells": adata.n_obs,
         "n_genes": adata.n_vars,
         "markers_kept": [g for g in MARKERS if g in genes],
-        **kw,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "random_state": 0,
     }
 
     # 1. reconstruction and map quality
@@ -230,7 +232,7 @@ def main() -> None:
     q = query.copy()
     q.obs = q.obs.drop(columns=[label])
     t0 = time.perf_counter()
-    sl.tl.project(q, ref, key="gne", transfer=label)
+    sl.tl.project(q, ref, model_key="gne", transfer=label)
     res["projection"] = {
         "n_ref": ref.n_obs,
         "n_query": q.n_obs,
@@ -248,7 +250,7 @@ def main() -> None:
         ref = adata[~is_t & ~test].copy()
         query = adata[is_t | test].copy()
         sl.tl.gne(ref, **kw)
-        sl.tl.project(query, ref, key="gne")
+        sl.tl.project(query, ref, model_key="gne")
         y = is_t[is_t | test]
         scores = group_scores(ref, query)
         cell = query.obs["gne_novelty_cell"].to_numpy()
@@ -287,7 +289,7 @@ def main() -> None:
             ref = adata[~is_t & ~split].copy()
             query = adata[is_t | split].copy()
             sl.tl.gne(ref, **dict(kw, random_state=seed))
-            sl.tl.project(query, ref, key="gne")
+            sl.tl.project(query, ref, model_key="gne")
             y = is_t[is_t | split]
             seeds[str(seed)][str(t)] = [
                 float(roc_auc_score(y, query.obs[c].to_numpy()))

@@ -42,7 +42,7 @@ def main() -> None:
         novel = truth == t
         ref, query = adata[~novel & ~test].copy(), adata[novel | test].copy()
         sl.tl.gne(ref, likelihood="nb", n_top_genes=2000, random_state=0)
-        sl.tl.project(query, ref, key="gne")
+        sl.tl.project(query, ref, model_key="gne")
         y = novel[novel | test]
         group, cell = (roc_auc_score(y, query.obs[c]) for c in ("gne_novelty", "gne_novelty_cell"))
         lines.append(f"| {t} | {int(novel.sum())} | {group:.3f} | {cell:.3f} |")

@@ -131,7 +131,7 @@ def train_and_place(method: str, ref, query) -> dict:
         out["Y"] = ref.obsm[f"X_{key}"]
         if key == "ptsne" or kw.get("parametric"):
             t0 = time.perf_counter()
-            sl.tl.project(query, ref, key=key)
+            sl.tl.project(query, ref, model_key=key)
             out["Yq"] = query.obsm[f"X_{key}"]
     if "Yq" in out:
         out["place_s"] = time.perf_counter() - t0

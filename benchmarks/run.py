@@ -130,7 +130,7 @@ def worker(path: str, method: str, out: str, n_query: int) -> None:
     if query is not None and method in ("ptsne", "umap"):
         t0 = time.perf_counter()
         if method == "ptsne":
-            sl.tl.project(query, adata, key="ptsne")
+            sl.tl.project(query, adata, model_key="ptsne")
         else:
             sc.tl.ingest(query, adata, embedding_method="umap")
         res["project_s"] = time.perf_counter() - t0

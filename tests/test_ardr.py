@@ -256,7 +256,7 @@ def test_parametric_map_projects_new_cells(pbmc, method):
     assert "model" in uns and uns["params"]["parametric"] is True
     query = pbmc.copy()
     del query.obsm["X_ardr"]
-    sl.tl.project(query, pbmc, key="ardr")
+    sl.tl.project(query, pbmc, model_key="ardr")
     assert np.abs(query.obsm["X_ardr"] - pbmc.obsm["X_ardr"]).max() < 1e-4
     assert sl.Model.from_uns(uns["model"]).config["ardr_method"] == method
 

@@ -38,9 +38,9 @@ def test_streamed_pca_equals_in_memory_pca(on_disk):
 def test_ptsne_and_den_train_on_a_backed_anndata(on_disk):
     adata, path = on_disk
     memory = adata.copy()
-    sl.tl.ptsne(memory, epochs=30, random_state=SEED)
+    sl.tl.ptsne(memory, n_epochs=30, random_state=SEED)
     backed = ad.read_h5ad(path, backed="r")
-    sl.tl.ptsne(backed, epochs=30, random_state=SEED)
+    sl.tl.ptsne(backed, n_epochs=30, random_state=SEED)
     a = Model.from_uns(memory.uns["ptsne"]["model"]).input_layer
     b = Model.from_uns(backed.uns["ptsne"]["model"]).input_layer
     np.testing.assert_allclose(np.abs(a.loadings), np.abs(b.loadings), atol=1e-9)
@@ -50,7 +50,7 @@ def test_ptsne_and_den_train_on_a_backed_anndata(on_disk):
     # the backed model projects in-memory cells like the in-memory one
     out = sl.tl.project(adata[:500].copy(), Model.from_uns(backed.uns["ptsne"]["model"]), copy=True)
     np.testing.assert_allclose(out.obsm["X_ptsne"], backed.obsm["X_ptsne"][:500], atol=1e-4)
-    sl.tl.den(backed, epochs=15, n_clusters=6, random_state=SEED)
+    sl.tl.den(backed, n_epochs=15, n_clusters=6, random_state=SEED)
     agreement = measured("ari", adjusted_rand_score(adata.obs["group"], backed.obs["den"]))
     assert backed.obsm["X_den"].shape == (5000, 2) and agreement > 0.5, agreement
 

@@ -118,11 +118,11 @@ def test_den_on_pbmc68k(pbmc):
 
 
 def test_resolution_and_fixed_k(pbmc):
-    sl.tl.den(pbmc, n_clusters=4, epochs=40, random_state=0)
+    sl.tl.den(pbmc, n_clusters=4, n_epochs=40, random_state=0)
     assert pbmc.uns["den"]["params"]["n_clusters"] == 4
     assert not pbmc.uns["den"]["params"]["n_clusters_auto"]
-    coarse = sl.tl.den(pbmc, resolution=4.0, epochs=40, copy=True).uns["den"]
-    fine = sl.tl.den(pbmc, resolution=0.5, epochs=40, copy=True).uns["den"]
+    coarse = sl.tl.den(pbmc, resolution=4.0, n_epochs=40, copy=True).uns["den"]
+    fine = sl.tl.den(pbmc, resolution=0.5, n_epochs=40, copy=True).uns["den"]
     assert coarse["spectrum"]["n_clusters"] < fine["spectrum"]["n_clusters"]
     # merging only joins clusters: K never grows, and every join is recorded
     for run in (coarse, fine):
@@ -145,7 +145,7 @@ def test_projection_of_held_out_cells_matches_full_model(baron_den, tmp_path):
     ref = ad.read_h5ad(path)
     query = full[held].copy()
     query.obs = query.obs.drop(columns=["den"])
-    sl.tl.project(query, ref, key="den")
+    sl.tl.project(query, ref, model_key="den")
     # clusters of the 80 % model, predicted for the 20 %, versus what the full model says
     held_out = adjusted_rand_score(full.obs["den"][held], query.obs["den"])
     seen = adjusted_rand_score(full.obs["den"][~held], ref.obs["den"])
@@ -156,7 +156,7 @@ def test_projection_of_held_out_cells_matches_full_model(baron_den, tmp_path):
     assert measured("held_out", held_out) >= 0.88, (held_out, seen)
     assert measured("seen", seen) >= 0.88, (held_out, seen)
     # and the reference model applied to its own cells reproduces its clusters exactly
-    again = sl.tl.project(ref, ref, key="den", copy=True)
+    again = sl.tl.project(ref, ref, model_key="den", copy=True)
     assert (again.obs["den"].to_numpy() == ref.obs["den"].to_numpy()).all()
     np.testing.assert_allclose(again.obsm["den_proba"], ref.obsm["den_proba"], atol=1e-5)
 
@@ -177,8 +177,8 @@ def test_den_errors(pbmc):
 
 
 def test_den_is_deterministic(pbmc):
-    a = sl.tl.den(pbmc, epochs=15, random_state=5, copy=True)
-    b = sl.tl.den(pbmc, epochs=15, random_state=5, copy=True)
+    a = sl.tl.den(pbmc, n_epochs=15, random_state=5, copy=True)
+    b = sl.tl.den(pbmc, n_epochs=15, random_state=5, copy=True)
     np.testing.assert_array_equal(a.obsm["X_den"], b.obsm["X_den"])
     assert (a.obs["den"] == b.obs["den"]).all()
 

@@ -64,7 +64,7 @@ def test_two_processes_give_a_valid_model_of_the_same_quality(trained):
         t2,
     )
     # the two-process output is a model like any other: it projects cells onto its own map
-    again = sl.tl.project(two, two, key="ptsne", copy=True)
+    again = sl.tl.project(two, two, model_key="ptsne", copy=True)
     np.testing.assert_allclose(again.obsm["X_ptsne"], two.obsm["X_ptsne"], atol=1e-5)
 
 

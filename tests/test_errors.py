@@ -55,13 +55,13 @@ def test_backed_anndata_is_refused_where_it_is_not_streamed(pbmc, tmp_path):
     import anndata as ad
 
     backed = ad.read_h5ad(tmp_path / "a.h5ad", backed="r")
-    sl.tl.ptsne(pbmc, epochs=2)
+    sl.tl.ptsne(pbmc, n_epochs=2)
     with pytest.raises(ValueError, match=r"backed .* adata.to_memory\(\)"):
         sl.tl.project(backed, pbmc)
 
 
 def test_corrupted_model_in_reference(pbmc):
-    sl.tl.ptsne(pbmc, epochs=2)
+    sl.tl.ptsne(pbmc, n_epochs=2)
     ref = pbmc.copy()
     ref.uns["ptsne"]["model"]["arrays"]["input.mean"] = np.zeros(3)
     query = pbmc.copy()
@@ -72,7 +72,7 @@ def test_corrupted_model_in_reference(pbmc):
     with pytest.raises(sl.ModelError, match="holds no trained model"):
         sl.tl.project(query, ref)
     with pytest.raises(KeyError, match=r"'den' not found in ref.uns.*sl.tl.den\(ref\)"):
-        sl.tl.project(query, ref, key="den")
+        sl.tl.project(query, ref, model_key="den")
     assert snapshot(query) == before
 
 

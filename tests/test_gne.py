@@ -170,9 +170,9 @@ def test_gne_reconstructs_better_than_an_autoencoder(baron):
     current training 0.1139 vs 0.1135: the gain shows once the noise is low for long enough).
     The GNE paper's gap (MNIST 0.0288 vs 0.0438) does not reproduce at this size.
     """
-    sl.tl.gne(baron, epochs=60, random_state=SEED)
+    sl.tl.gne(baron, n_epochs=60, random_state=SEED)
     X = np.asarray(baron.X.toarray() if hasattr(baron.X, "toarray") else baron.X, np.float32)
-    _, ae_mse, _ = fit_autoencoder(X, epochs=60, random_state=SEED)
+    _, ae_mse, _ = fit_autoencoder(X, n_epochs=60, random_state=SEED)
     mse = baron.uns["gne"]["reconstruction"]["error"]
     assert measured("mse_over_ae", mse / ae_mse) < 0.998, (mse, ae_mse)
     assert measured("mse", mse) < 0.1065
@@ -242,7 +242,7 @@ def split_gne(_baron):
     adata = _baron.copy()
     test = np.random.default_rng(1).random(adata.n_obs) < 0.2
     ref, query = adata[~test].copy(), adata[test].copy()
-    sl.tl.gne(ref, epochs=30, random_state=SEED)
+    sl.tl.gne(ref, n_epochs=30, random_state=SEED)
     return ref, query
 
 
@@ -254,9 +254,9 @@ def test_projection_transfers_labels(split_gne):
     before = snapshot(q)
     for bad, exc in ((0, ValueError), (2.5, TypeError)):
         with pytest.raises(exc, match="novelty_neighbors"):
-            sl.tl.project(q, ref, key="gne", novelty_neighbors=bad)
+            sl.tl.project(q, ref, model_key="gne", novelty_neighbors=bad)
     assert snapshot(q) == before
-    sl.tl.project(q, ref, key="gne", transfer=LABEL)
+    sl.tl.project(q, ref, model_key="gne", transfer=LABEL)
     acc = float(np.mean(q.obs[LABEL].astype(str).to_numpy() == truth))
     assert measured("acc", acc) >= 0.85, acc
     assert q.obsm["X_gne"].shape == (q.n_obs, 2)
@@ -268,11 +268,11 @@ def test_projection_transfers_labels(split_gne):
 def test_projection_is_deterministic_and_survives_h5ad_and_npz(split_gne, tmp_path):
     ref, query = split_gne
     q = query[:150].copy()
-    a = sl.tl.project(q, ref, key="gne", copy=True)
+    a = sl.tl.project(q, ref, model_key="gne", copy=True)
     ref.write_h5ad(tmp_path / "ref.h5ad")
     back = ad.read_h5ad(tmp_path / "ref.h5ad")
     np.testing.assert_array_equal(back.obsm["X_gne"], ref.obsm["X_gne"])
-    b = sl.tl.project(q, back, key="gne", copy=True)
+    b = sl.tl.project(q, back, model_key="gne", copy=True)
     sl.save_model(ref, "gne", tmp_path / "gne.npz")
     c = sl.tl.project(q, sl.load_model(tmp_path / "gne.npz"), key="gne", copy=True)
     for other in (b, c):
@@ -316,8 +316,8 @@ def test_novelty_flags_a_left_out_cell_type(_baron, left_out, cell_floor, group_
     novel = truth == left_out
     ref = adata[~novel & ~test].copy()
     query = adata[novel | test].copy()
-    sl.tl.gne(ref, epochs=30, random_state=SEED)
-    sl.tl.project(query, ref, key="gne")
+    sl.tl.gne(ref, n_epochs=30, random_state=SEED)
+    sl.tl.project(query, ref, model_key="gne")
     y = novel[novel | test]
     cell = roc_auc_score(y, query.obs["gne_novelty_cell"])
     group = roc_auc_score(y, query.obs["gne_novelty"])
@@ -329,32 +329,32 @@ def test_novelty_flags_a_left_out_cell_type(_baron, left_out, cell_floor, group_
 
 def test_same_seed_same_map(baron):
     small = baron[:300].copy()
-    a = sl.tl.gne(small, epochs=3, random_state=7, copy=True)
-    b = sl.tl.gne(small, epochs=3, random_state=7, copy=True)
-    c = sl.tl.gne(small, epochs=3, random_state=8, copy=True)
+    a = sl.tl.gne(small, n_epochs=3, random_state=7, copy=True)
+    b = sl.tl.gne(small, n_epochs=3, random_state=7, copy=True)
+    c = sl.tl.gne(small, n_epochs=3, random_state=8, copy=True)
     np.testing.assert_array_equal(a.obsm["X_gne"], b.obsm["X_gne"])
     assert not np.array_equal(a.obsm["X_gne"], c.obsm["X_gne"])
 
 
 def test_neighbor_attraction_and_init_options(baron):
     small = baron[:400].copy()
-    sl.tl.gne(small, epochs=3, neighbor_weight=1.0, init="X_pca", key_added="gne_nw")
+    sl.tl.gne(small, n_epochs=3, neighbor_weight=1.0, init="X_pca", key_added="gne_nw")
     h = small.uns["gne_nw"]["history"]
     assert "attraction" in h and np.isfinite(h["attraction"]).all()
-    sl.tl.gne(small, epochs=3, init="random", n_top_genes=300)
+    sl.tl.gne(small, n_epochs=3, init="random", n_top_genes=300)
     assert small.uns["gne"]["reconstruction"]["gene_error"].shape == (300,)
 
 
 def test_negative_binomial_on_counts():
     counts = sl.datasets.pancreas()[:300].copy()
-    sl.tl.gne(counts, likelihood="nb", n_top_genes=200, epochs=5)
+    sl.tl.gne(counts, likelihood="nb", n_top_genes=200, n_epochs=5)
     gen = sl.tl.generate(counts, counts.obsm["X_gne"][:5])
     assert gen.shape == (5, 200) and (gen.X >= 0).all()
     # expected counts at the median depth
     depth = np.median(np.asarray(counts[:, gen.var_names].X.sum(1)).ravel())
     np.testing.assert_allclose(gen.X.sum(1), depth, rtol=1e-3)
     q = sl.datasets.pancreas()[300:350].copy()
-    sl.tl.project(q, counts, key="gne")
+    sl.tl.project(q, counts, model_key="gne")
     assert np.isfinite(q.obs["gne_novelty"]).all()
 
 
@@ -394,7 +394,7 @@ def test_digits_grid_shows_decoded_images():
     adata = ad.AnnData(digits.data.astype(np.float32) / 16)
     adata.var_names = [f"px{i}" for i in range(64)]
     adata.obs["digit"] = digits.target.astype(str)
-    sl.tl.gne(adata, epochs=20, hidden=64, n_blocks=2, random_state=SEED)
+    sl.tl.gne(adata, n_epochs=20, hidden=64, n_blocks=2, random_state=SEED)
     # measured 10-NN accuracy 0.73 after 20 epochs
     assert measured("knn", knn_accuracy(adata.obsm["X_gne"], adata.obs["digit"])) > 0.65
     axes = sl.pl.gne_grid(adata, image_shape=(8, 8), n=10, color="digit", show=False)

@@ -38,9 +38,9 @@ def trained(_one_thread):
     """pbmc68k_reduced with a tiny map of each kind (a few epochs, narrow networks)."""
     adata = sc.datasets.pbmc68k_reduced()
     kw = dict(device="cpu", random_state=0)
-    sl.tl.ptsne(adata, epochs=2, pretrain_epochs=1, hidden=(32,), **kw)
-    sl.tl.den(adata, epochs=2, finetune_epochs=1, hidden=(32,), **kw)
-    sl.tl.gne(adata, epochs=2, hidden=16, n_blocks=1, **kw)
+    sl.tl.ptsne(adata, n_epochs=2, n_pretrain_epochs=1, hidden=(32,), **kw)
+    sl.tl.den(adata, n_epochs=2, n_finetune_epochs=1, hidden=(32,), **kw)
+    sl.tl.gne(adata, n_epochs=2, hidden=16, n_blocks=1, **kw)
     sl.tl.ardr(adata, parametric=True, n_epochs=2, hidden=(32,), **kw)
     return adata
 
@@ -51,7 +51,7 @@ def query(trained):
 
 
 def _project(query, ref, key):
-    return sl.tl.project(query, ref, key=key, copy=True)
+    return sl.tl.project(query, ref, model_key=key, copy=True)
 
 
 def _stored(adata, key) -> dict:

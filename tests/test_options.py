@@ -15,8 +15,8 @@ from sclens._core import objectives
 
 # -- every option is checked before PCA, the graph or training --------------------------------
 BAD_OPTIONS = [
-    ("ptsne", {"epochs": 0}, ValueError, r"`epochs` must be >= 1, got 0"),
-    ("ptsne", {"epochs": -1}, ValueError, r"`epochs` must be >= 1, got -1"),
+    ("ptsne", {"n_epochs": 0}, ValueError, r"`n_epochs` must be >= 1, got 0"),
+    ("ptsne", {"n_epochs": -1}, ValueError, r"`n_epochs` must be >= 1, got -1"),
     ("ptsne", {"learning_rate": 0}, ValueError, r"`learning_rate` must be a finite number > 0"),
     ("ptsne", {"n_components": 0}, ValueError, r"`n_components` must be >= 1"),
     ("ptsne", {"hidden": (0,)}, ValueError, r"`hidden\[0\]` must be >= 1"),
@@ -25,7 +25,7 @@ BAD_OPTIONS = [
     ("ptsne", {"final_lr_fraction": -1}, ValueError, r"`final_lr_fraction` .* in \[0, 1\]"),
     ("ptsne", {"batch_size": 0}, ValueError, r"`batch_size` must be >= 1, got 0"),
     ("ptsne", {"perplexity": float("nan")}, ValueError, r"`perplexity` must be a finite number"),
-    ("ptsne", {"epochs": 2.5}, TypeError, r"`epochs` must be an integer, got 2.5"),
+    ("ptsne", {"n_epochs": 2.5}, TypeError, r"`n_epochs` must be an integer, got 2.5"),
     ("ptsne", {"random_state": "0"}, TypeError, r"`random_state` must be an integer seed or None"),
     ("den", {"n_neighbors": -3}, ValueError, r"`n_neighbors` must be >= 1, got -3"),
     ("den", {"max_clusters": 0}, ValueError, r"`max_clusters` must be >= 1, got 0"),
@@ -35,7 +35,7 @@ BAD_OPTIONS = [
     ("ardr", {"n_epochs": 0}, ValueError, r"`n_epochs` must be >= 1"),
     ("ardr", {"batch_size": 0}, ValueError, r"`batch_size` must be >= 1"),
     ("ardr", {"min_dist": -0.1}, ValueError, r"`min_dist` .* in \[0, 1\]"),
-    ("gne", {"epochs": 0}, ValueError, r"`epochs` must be >= 1"),
+    ("gne", {"n_epochs": 0}, ValueError, r"`n_epochs` must be >= 1"),
     ("gne", {"batch_size": 0}, ValueError, r"`batch_size` must be >= 1"),
     ("gne", {"coord_learning_rate": 0}, ValueError, r"`coord_learning_rate` must be a finite"),
 ]
@@ -75,13 +75,13 @@ def test_key_added_is_validated_up_front(pbmc, key, exc, match):
     before = snapshot(pbmc)
     pca = pbmc.obsm["X_pca"].copy()
     with pytest.raises(exc, match=match):
-        sl.tl.ptsne(pbmc, key_added=key, epochs=1)
+        sl.tl.ptsne(pbmc, key_added=key, n_epochs=1)
     assert snapshot(pbmc) == before
     np.testing.assert_array_equal(pbmc.obsm["X_pca"], pca)
 
 
 def test_a_valid_key_survives_h5ad_round_trip(pbmc, tmp_path):
-    sl.tl.ptsne(pbmc, key_added="ptsne.v2-a", epochs=2)
+    sl.tl.ptsne(pbmc, key_added="ptsne.v2-a", n_epochs=2)
     pbmc.write_h5ad(tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad")
     assert {"ptsne.v2-a", "bulk_labels_colors", "pca"} <= set(back.uns)
@@ -89,10 +89,10 @@ def test_a_valid_key_survives_h5ad_round_trip(pbmc, tmp_path):
 
 
 def test_random_state_none_draws_and_records_a_seed(pbmc):
-    a = sl.tl.ptsne(pbmc, epochs=2, random_state=None, copy=True)
+    a = sl.tl.ptsne(pbmc, n_epochs=2, random_state=None, copy=True)
     seed = a.uns["ptsne"]["params"]["random_state"]
     assert isinstance(seed, int | np.integer)
-    b = sl.tl.ptsne(pbmc, epochs=2, random_state=int(seed), copy=True)
+    b = sl.tl.ptsne(pbmc, n_epochs=2, random_state=int(seed), copy=True)
     np.testing.assert_array_equal(a.obsm["X_ptsne"], b.obsm["X_ptsne"])
 
 
@@ -115,7 +115,7 @@ def test_den_interrupted_in_siamese_phase_writes_nothing(pbmc, monkeypatch):
     _interrupt_after(monkeypatch, objectives.DENPairs, 5)
     before = snapshot(pbmc)
     with pytest.raises(KeyboardInterrupt):
-        sl.tl.den(pbmc, epochs=10)
+        sl.tl.den(pbmc, n_epochs=10)
     assert snapshot(pbmc) == before
 
 
@@ -123,7 +123,7 @@ def test_den_interrupted_in_finetuning_keeps_and_says_so(pbmc, monkeypatch):
     # pbmc68k_reduced: 700 cells / 512 per batch -> 1 step per epoch; 10 siamese epochs, the
     # head (no DENPairs call), then fine-tuning: interrupted at its 3rd step
     _interrupt_after(monkeypatch, objectives.DENPairs, 12)
-    sl.tl.den(pbmc, epochs=10, finetune_epochs=5)
+    sl.tl.den(pbmc, n_epochs=10, n_finetune_epochs=5)
     params = pbmc.uns["den"]["params"]
     assert params["interrupted"]
     assert list(params["finished_phases"]) == ["siamese", "cluster_head"]
@@ -135,7 +135,7 @@ def test_interrupted_before_one_epoch_writes_nothing(pbmc, monkeypatch, tool):
     cls = objectives.Reconstruction if tool == "gne" else objectives.AttractionRepulsion
     _interrupt_after(monkeypatch, cls, 0)
     before = snapshot(pbmc)
-    kw = {"ardr": {"parametric": True, "n_epochs": 3}}.get(tool, {"epochs": 3})
+    kw = {"ardr": {"parametric": True, "n_epochs": 3}}.get(tool, {"n_epochs": 3})
     with pytest.raises(KeyboardInterrupt):
         getattr(sl.tl, tool)(pbmc, **kw)
     assert snapshot(pbmc) == before
@@ -143,7 +143,7 @@ def test_interrupted_before_one_epoch_writes_nothing(pbmc, monkeypatch, tool):
 
 def test_ptsne_interrupted_after_an_epoch_keeps_and_says_so(pbmc, monkeypatch):
     _interrupt_after(monkeypatch, objectives.AttractionRepulsion, 1)  # 1 step per epoch here
-    sl.tl.ptsne(pbmc, epochs=8, batch_size=1024)
+    sl.tl.ptsne(pbmc, n_epochs=8, batch_size=1024)
     params = pbmc.uns["ptsne"]["params"]
     assert params["interrupted"] and len(params["finished_phases"]) == 0
     assert np.isfinite(pbmc.obsm["X_ptsne"]).all()
@@ -162,7 +162,7 @@ def counts_and_log():
 @pytest.mark.parametrize("tool", ["ptsne", "den", "gne"])
 def test_raw_counts_are_flagged(counts_and_log, tool):
     counts, log = counts_and_log
-    kw = {"ptsne": {"epochs": 1}, "den": {"epochs": 1}, "gne": {"epochs": 1}}[tool]
+    kw = {"n_epochs": 1}
     with pytest.warns(UserWarning, match="looks like raw counts"):
         getattr(sl.tl, tool)(counts.copy(), **kw)
     with warnings.catch_warnings():
@@ -171,13 +171,13 @@ def test_raw_counts_are_flagged(counts_and_log, tool):
     if tool == "gne":  # the counts model takes counts without a word
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message=".*raw counts")
-            sl.tl.gne(counts.copy(), likelihood="nb", epochs=1)
+            sl.tl.gne(counts.copy(), likelihood="nb", n_epochs=1)
 
 
 def test_scaled_query_is_flagged(counts_and_log):
     _, log = counts_and_log
     ref = log.copy()
-    sl.tl.ptsne(ref, epochs=2)
+    sl.tl.ptsne(ref, n_epochs=2)
     query = log.copy()
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*negative")

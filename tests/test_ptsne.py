@@ -71,7 +71,7 @@ def test_sparse_and_dense_input_give_the_same_features(baron):
 def test_same_seed_gives_identical_coordinates(pbmc):
     a, b, c = pbmc.copy(), pbmc.copy(), pbmc.copy()
     for x, seed in ((a, 3), (b, 3), (c, 4)):
-        sl.tl.ptsne(x, epochs=30, random_state=seed)
+        sl.tl.ptsne(x, n_epochs=30, random_state=seed)
     np.testing.assert_array_equal(a.obsm["X_ptsne"], b.obsm["X_ptsne"])
     assert not np.allclose(a.obsm["X_ptsne"], c.obsm["X_ptsne"])
 
@@ -95,24 +95,24 @@ def test_supervised_pretraining_learns_labels(pbmc):
 
 
 def test_h5ad_round_trip_and_self_projection(baron, tmp_path):
-    sl.tl.ptsne(baron, epochs=20, random_state=0)
+    sl.tl.ptsne(baron, n_epochs=20, random_state=0)
     path = tmp_path / "ref.h5ad"
     baron.write_h5ad(path)
     back = ad.read_h5ad(path)
     np.testing.assert_array_equal(back.obsm["X_ptsne"], baron.obsm["X_ptsne"])
     query = back.copy()
     del query.obsm["X_ptsne"]
-    sl.tl.project(query, back, key="ptsne")
+    sl.tl.project(query, back, model_key="ptsne")
     assert np.abs(query.obsm["X_ptsne"] - baron.obsm["X_ptsne"]).max() < 1e-4
     # standalone model file
     sl.save_model(back, "ptsne", tmp_path / "model.npz")
     model = sl.load_model(tmp_path / "model.npz")
-    out = sl.tl.project(baron, model, key="ptsne", copy=True)
+    out = sl.tl.project(baron, model, model_key="ptsne", copy=True)
     assert np.abs(out.obsm["X_ptsne"] - baron.obsm["X_ptsne"]).max() < 1e-4
 
 
 def test_scanpy_embedding_plot_reads_the_map(pbmc):
-    sl.tl.ptsne(pbmc, epochs=10)
+    sl.tl.ptsne(pbmc, n_epochs=10)
     ax = sc.pl.embedding(pbmc, basis="ptsne", color="bulk_labels", show=False)
     assert ax.get_xlabel() == "ptsne1"
     ax = sl.pl.history(pbmc, "ptsne", show=False)
@@ -125,13 +125,13 @@ def test_above_4096_cells_with_scanpy_neighbours_reused():
     sc.pp.log1p(adata)
     sc.pp.pca(adata, n_comps=20)
     sc.pp.neighbors(adata, n_neighbors=15)  # broke with pynndescent 0.7 above 4096 cells
-    sl.tl.ptsne(adata, perplexity=4, n_pcs=20, epochs=5, random_state=SEED)
+    sl.tl.ptsne(adata, perplexity=4, n_pcs=20, n_epochs=5, random_state=SEED)
     assert measured("knn", knn_accuracy(adata.obsm["X_ptsne"], adata.obs["group"])) > 0.95
 
 
 @pytest.mark.parametrize("use_rep", ["X", "X_pca"])
 def test_use_rep_choices(pbmc, use_rep):
-    sl.tl.ptsne(pbmc, use_rep=use_rep, epochs=5)
+    sl.tl.ptsne(pbmc, use_rep=use_rep, n_epochs=5)
     inp = sl.Model.from_uns(pbmc.uns["ptsne"]["model"]).input_layer
     assert inp.source == "genes"
     assert (inp.loadings is None) == (use_rep == "X")

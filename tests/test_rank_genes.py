@@ -23,7 +23,7 @@ def syn():
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
     sc.pp.pca(adata, n_comps=30, random_state=0)
-    sl.tl.ptsne(adata, epochs=400, random_state=SEED)
+    sl.tl.ptsne(adata, n_epochs=400, random_state=SEED)
     return adata
 
 
@@ -165,7 +165,7 @@ def test_saliency_image_on_digits():
     adata = sc.AnnData(digits.data.astype(np.float32))
     adata.var_names = [f"px{i}" for i in range(64)]
     adata.obs["digit"] = pd.Categorical(digits.target.astype(str))
-    sl.tl.ptsne(adata, use_rep="X", epochs=150, random_state=SEED)
+    sl.tl.ptsne(adata, use_rep="X", n_epochs=150, random_state=SEED)
     sl.tl.directional_saliency(adata, "0", "1", groupby="digit", model_key="ptsne")
     ax = sl.pl.saliency_image(adata, image_shape=(8, 8), show=False)
     img = ax.images[0].get_array()
@@ -226,7 +226,7 @@ def test_den_cluster_logits_name_the_markers(pancreas_maps):
     adata = pancreas_maps.copy()
     sl.tl.rank_genes(adata, "den", model_key="den", method="integrated_gradients", n_cells=200)
     res = adata.uns["rank_genes_integrated_gradients"]
-    assert res["params"]["target"] == "logit"
+    assert res["params"]["explain"] == "logit"
     names = pd.DataFrame(res["names"])
     tab = pd.crosstab(adata.obs["den"], adata.obs["cell_type1"])
     purity = tab.max(1) / tab.sum(1)
@@ -253,12 +253,12 @@ def test_bad_input_raises_before_writing(syn):
     with pytest.raises(ValueError, match="reference='9' is not a category"):
         sl.tl.rank_genes(adata, "group", model_key="ptsne", reference="9")
     with pytest.raises(ValueError, match="needs a model with a cluster head"):
-        sl.tl.rank_genes(adata, "group", model_key="ptsne", target="logit")
+        sl.tl.rank_genes(adata, "group", model_key="ptsne", explain="logit")
     with pytest.raises(ValueError, match="source and target must be different"):
         sl.tl.directional_saliency(adata, "0", "0", groupby="group", model_key="ptsne")
     obsm = adata.copy()
     obsm.obsm["X_mine"] = obsm.obsm["X_pca"].copy()
-    sl.tl.ptsne(obsm, use_rep="X_mine", epochs=2, key_added="mine")
+    sl.tl.ptsne(obsm, use_rep="X_mine", n_epochs=2, key_added="mine")
     with pytest.raises(ValueError, match="cannot be attributed to genes"):
         sl.tl.rank_genes(obsm, "group", model_key="mine")
     assert snapshot(adata) == before
@@ -276,7 +276,7 @@ def planted():
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
     sc.pp.pca(adata, n_comps=50, random_state=0)
-    sl.tl.ptsne(adata, epochs=300, random_state=SEED)
+    sl.tl.ptsne(adata, n_epochs=300, random_state=SEED)
     return adata
 
 

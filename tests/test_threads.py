@@ -13,18 +13,18 @@ def test_results_do_not_depend_on_the_callers_thread_count(pbmc):
     caller, ours = torch.get_num_threads(), sl.get_num_threads()
     try:
         sl.set_num_threads(2)
-        a = sl.tl.ptsne(pbmc, epochs=15, random_state=0, copy=True).obsm["X_ptsne"]
+        a = sl.tl.ptsne(pbmc, n_epochs=15, random_state=0, copy=True).obsm["X_ptsne"]
         # numba's OpenMP layer (started by e.g. sc.pp.normalize_total) leaves torch like this
         torch.set_num_threads(1)
-        b = sl.tl.ptsne(pbmc, epochs=15, random_state=0, copy=True).obsm["X_ptsne"]
+        b = sl.tl.ptsne(pbmc, n_epochs=15, random_state=0, copy=True).obsm["X_ptsne"]
         assert torch.get_num_threads() == 1, "the caller's count is given back"
         np.testing.assert_array_equal(a, b)
         # and our own count is what a later call uses, whatever torch was set to in between
         sl.set_num_threads(1)
         torch.set_num_threads(2)
-        c = sl.tl.ptsne(pbmc, epochs=15, random_state=0, copy=True).obsm["X_ptsne"]
+        c = sl.tl.ptsne(pbmc, n_epochs=15, random_state=0, copy=True).obsm["X_ptsne"]
         torch.set_num_threads(1)
-        d = sl.tl.ptsne(pbmc, epochs=15, random_state=0, copy=True).obsm["X_ptsne"]
+        d = sl.tl.ptsne(pbmc, n_epochs=15, random_state=0, copy=True).obsm["X_ptsne"]
         np.testing.assert_array_equal(c, d)
         assert torch.get_num_threads() == 1
     finally:
@@ -52,7 +52,7 @@ def test_training_runs_on_sclens_thread_count(pbmc, monkeypatch):
             sl.set_num_threads(n)
             torch.set_num_threads(other)
             seen.clear()
-            sl.tl.ptsne(pbmc, epochs=2, copy=True)
+            sl.tl.ptsne(pbmc, n_epochs=2, copy=True)
             assert seen and set(seen) == {n}
             assert torch.get_num_threads() == other
     finally:

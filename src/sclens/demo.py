@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     truth = query.obs["cell_type1"].astype(str).to_numpy()
     query.obs = query.obs.drop(columns=["cell_type1"])
     t0 = time.perf_counter()
-    sl.tl.project(query, ref, key="ptsne", transfer="cell_type1")
-    sl.tl.project(query, ref, key="den")
+    sl.tl.project(query, ref, model_key="ptsne", transfer="cell_type1")
+    sl.tl.project(query, ref, model_key="den")
     acc = float(np.mean(query.obs["cell_type1"].astype(str).to_numpy() == truth))
     print(
         f"projected donor {args.query_donor} ({query.n_obs} cells) in {time.perf_counter() - t0:.2f} s; "

@@ -92,10 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.batch_size is not None:
             kw["batch_size"] = args.batch_size
+        kw["n_epochs"] = args.epochs
         if args.method == "ardr":
-            kw |= dict(parametric=True, n_epochs=args.epochs)
-        else:
-            kw["epochs"] = args.epochs
+            kw["parametric"] = True
         getattr(sl.tl, args.method)(adata, **kw)
         if rank == 0:
             adata.write_h5ad(args.output)

@@ -116,14 +116,14 @@ def group_targets(
     if kind == "logit":
         if net.cluster_head is None:
             raise ValueError(
-                f"target='logit' needs a model with a cluster head; {model_key!r} has none."
+                f"explain='logit' needs a model with a cluster head; {model_key!r} has none."
             )
         order = model.config.get("cluster_order", list(range(net.config["n_clusters"])))
         shown = [str(r) for r in range(len(order))]
         bad = [g for g in names + ([] if reference == "rest" else [reference]) if g not in shown]
         if bad:
             raise ValueError(
-                f"target='logit' needs groups named like the model's clusters {shown}; got {bad}."
+                f"explain='logit' needs groups named like the model's clusters {shown}; got {bad}."
             )
         ref_logits = None if reference == "rest" else [order[int(reference)]] * len(names)
         return Targets.logit([order[int(g)] for g in names], ref_logits, len(order)), None, None

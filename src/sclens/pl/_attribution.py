@@ -46,6 +46,23 @@ def directional_saliency(
 
     Shows the ``n_genes`` most positive and the ``n_genes`` most negative scores written by
     :func:`sclens.tl.directional_saliency`.
+
+    Parameters
+    ----------
+    adata
+        AnnData after :func:`sclens.tl.directional_saliency`.
+    key
+        ``key_added`` of that run.
+    n_genes
+        Genes shown at each end.
+    ax
+        Axes to draw into (default: a new figure).
+    show
+        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
+
+    Returns
+    -------
+    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
     """
     res = _saliency(adata, key)
     names = np.asarray(res["names"]).astype(str)
@@ -78,6 +95,27 @@ def saliency_image(
 
     Reads a :func:`sclens.tl.directional_saliency` result, or with ``group`` one group of a
     :func:`sclens.tl.rank_genes` result. Pixels the model does not read are 0.
+
+    Parameters
+    ----------
+    adata
+        AnnData after :func:`sclens.tl.directional_saliency` or :func:`sclens.tl.rank_genes`.
+    image_shape
+        Height and width of the image; their product is the number of ``var_names``.
+    key
+        ``key_added`` of that run.
+    group
+        With a :func:`sclens.tl.rank_genes` result: the group whose scores are drawn.
+    cmap
+        Matplotlib colour map (centred on 0).
+    ax
+        Axes to draw into (default: a new figure).
+    show
+        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
+
+    Returns
+    -------
+    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
     """
     check_key(adata.uns, key, "adata.uns")
     res = adata.uns[key]
@@ -127,6 +165,27 @@ def shap_summary(
 
     One row per top gene (highest mean attribution first); each dot is an explained cell, placed
     at its attribution and coloured by the gene's expression in that cell (low blue, high red).
+
+    Parameters
+    ----------
+    adata
+        AnnData after :func:`sclens.tl.rank_genes`.
+    group
+        The group whose explained cells are drawn.
+    key
+        ``key_added`` of that run.
+    n_genes
+        Top genes shown.
+    cmap
+        Matplotlib colour map of the expression.
+    ax
+        Axes to draw into (default: a new figure).
+    show
+        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
+
+    Returns
+    -------
+    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
     """
     check_key(
         adata.uns, key, "adata.uns", "Run `sl.tl.rank_genes(adata, groupby, model_key=...)` first."
@@ -196,6 +255,23 @@ def attribution_faithfulness(
     One line per ranking: ``metric`` (``'left'``, the share of cells that left their group, or
     ``'shift'``, the median distance moved in units of the groups' spread) averaged over groups,
     against the number of top genes removed.
+
+    Parameters
+    ----------
+    adata
+        AnnData after :func:`sclens.tl.attribution_faithfulness`.
+    key
+        ``key_added`` of that run.
+    metric
+        ``'left'`` or ``'shift'`` (see above).
+    ax
+        Axes to draw into (default: a new figure).
+    show
+        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
+
+    Returns
+    -------
+    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
     """
     check_key(
         adata.uns,

@@ -19,6 +19,21 @@ def den_spectrum(
 
     Each eigenvalue below the threshold counts one group of cells that the map keeps apart; the
     legend also gives the number of clusters left after merging connected ones.
+
+    Parameters
+    ----------
+    adata
+        AnnData after :func:`sclens.tl.den`.
+    key
+        ``key_added`` of that run.
+    ax
+        Axes to draw into (default: a new figure).
+    show
+        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
+
+    Returns
+    -------
+    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
     """
     check_key(adata.uns, key, "adata.uns", "Run `sl.tl.den(adata)` first.")
     check_key(adata.uns[key], "spectrum", f"adata.uns[{key!r}]")

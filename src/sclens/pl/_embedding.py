@@ -14,7 +14,21 @@ __all__ = ["ptsne", "history", "projection"]
 
 
 def ptsne(adata: AnnData, *, key: str = "ptsne", **kwargs):
-    """Scatter of a parametric t-SNE map; keyword arguments go to :func:`scanpy.pl.embedding`."""
+    """Scatter of a parametric t-SNE map (a thin wrapper of :func:`scanpy.pl.embedding`).
+
+    Parameters
+    ----------
+    adata
+        AnnData after :func:`sclens.tl.ptsne` (or any map with ``obsm['X_' + key]``).
+    key
+        ``key_added`` of that run.
+    **kwargs
+        Passed to :func:`scanpy.pl.embedding` (``color``, ``ax``, ``show``, ...).
+
+    Returns
+    -------
+    What :func:`scanpy.pl.embedding` returns.
+    """
     check_key(adata.obsm, f"X_{key}", "adata.obsm", "Run `sl.tl.ptsne(adata)` first.")
     return sc.pl.embedding(adata, basis=key, **kwargs)
 
@@ -22,7 +36,23 @@ def ptsne(adata: AnnData, *, key: str = "ptsne", **kwargs):
 def history(
     adata: AnnData, key: str = "ptsne", *, ax: plt.Axes | None = None, show: bool | None = None
 ):
-    """Training loss per epoch, one colour per phase (pretraining, exaggeration, ...)."""
+    """Training loss per epoch, one colour per phase (pretraining, exaggeration, ...).
+
+    Parameters
+    ----------
+    adata
+        AnnData after a training tool (``adata.uns[key]['history']``).
+    key
+        ``key_added`` of that run.
+    ax
+        Axes to draw into (default: a new figure).
+    show
+        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
+
+    Returns
+    -------
+    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
+    """
     check_key(adata.uns, key, "adata.uns")
     check_key(adata.uns[key], "history", f"adata.uns[{key!r}]")
     h = adata.uns[key]["history"]
@@ -49,10 +79,33 @@ def projection(
     ax: plt.Axes | None = None,
     show: bool | None = None,
 ):
-    """The query's cells (coloured by ``color``) over the reference map in grey."""
+    """The query's cells (coloured by ``color``) over the reference map in grey.
+
+    Parameters
+    ----------
+    adata
+        Query cells after :func:`sclens.tl.project`.
+    ref
+        The reference AnnData the map was trained on.
+    key
+        The map's key: ``obsm['X_' + key]`` in both objects.
+    color
+        Categorical ``adata.obs`` column to colour the query cells by (default: all red).
+    ax
+        Axes to draw into (default: a new figure).
+    show
+        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
+
+    Returns
+    -------
+    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
+    """
     check_key(ref.obsm, f"X_{key}", "ref.obsm")
     check_key(
-        adata.obsm, f"X_{key}", "adata.obsm", f"Run `sl.tl.project(adata, ref, key={key!r})` first."
+        adata.obsm,
+        f"X_{key}",
+        "adata.obsm",
+        f"Run `sl.tl.project(adata, ref, model_key={key!r})` first.",
     )
     ax = ax or plt.subplots(figsize=(5, 5))[1]
     R, Q = np.asarray(ref.obsm[f"X_{key}"]), np.asarray(adata.obsm[f"X_{key}"])

@@ -26,9 +26,26 @@ def group_forces(
 
     Forces are minus the gradient of the map's final objective (exaggeration off), split into
     the attraction of graph neighbours and the repulsion of all cells (see
-    :func:`sclens._core.forces.graph_forces`). Returns one row per source group with columns
-    ``attraction_<d>``, ``repulsion_<d>`` (the force vector, d = 1..n_components) and
-    ``attraction``, ``repulsion`` (their lengths).
+    :func:`sclens._core.forces.graph_forces`).
+
+    Parameters
+    ----------
+    adata
+        AnnData after :func:`sclens.tl.ardr` with ``method='tsne'`` or ``'umap'``.
+    key
+        ``key_added`` of that run.
+    groupby
+        ``.obs`` column that defines the groups.
+    group
+        The group whose forces are summed.
+    cell
+        Or a single cell (position or obs name).
+
+    Returns
+    -------
+    A :class:`~pandas.DataFrame` with one row per source group and columns ``attraction_<d>``,
+    ``repulsion_<d>`` (the force vector, d = 1..n_components) and ``attraction``,
+    ``repulsion`` (their lengths).
     """
     check_key(adata.uns, key, "adata.uns", "Run `sl.tl.ardr(adata)` first.")
     params = adata.uns[key].get("params", {})
@@ -111,9 +128,13 @@ def forces(
     top
         Number of source groups to draw (strongest total force first).
     ax
-        Axes to draw into.
+        Axes to draw into (default: a new figure).
     show
         Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
+
+    Returns
+    -------
+    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
     """
     table = group_forces(adata, key, groupby=groupby, group=group, cell=cell)
     Y = np.asarray(adata.obsm[f"X_{key}"], dtype=float)[:, :2]

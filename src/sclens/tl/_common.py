@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import warnings
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,7 @@ __all__ = [
     "seeded",
     "auto_epochs",
     "jsonable",
+    "renamed_options",
 ]
 
 
@@ -111,3 +114,35 @@ def jsonable(params: dict) -> dict:
             v = list(v)
         out[k] = v
     return out
+
+
+def renamed_options(**renames: str) -> Callable[[Callable], Callable]:
+    """Decorator: still accept the options' old names (``old=new``), with a FutureWarning.
+
+    Only names that shipped in a release or a tutorial get a shim; the signature (and so the
+    docs and the package-structure test) shows the new names alone.
+    """
+
+    def wrap(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def call(*args, **kwargs):
+            for old, new in renames.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise TypeError(
+                        f"`sl.tl.{func.__name__}` got both `{old}` and `{new}`; `{old}` is the "
+                        f"old name of `{new}`: pass `{new}` alone."
+                    )
+                warnings.warn(
+                    f"`sl.tl.{func.__name__}({old}=...)` is deprecated and will be removed: "
+                    f"pass `{new}=...` instead.",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+                kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+
+        return call
+
+    return wrap

@@ -52,8 +52,8 @@ def den(
     max_clusters: int = 40,
     snap: bool = False,
     hidden: Sequence[int] = (256, 256, 256),
-    epochs: int | None = None,
-    finetune_epochs: int | None = None,
+    n_epochs: int | None = None,
+    n_finetune_epochs: int | None = None,
     batch_size: int = 512,
     learning_rate: float = 1e-3,
     corr_weight: float = 1.0,
@@ -115,10 +115,10 @@ def den(
         clusters (Baron 12-14 -> 9-10 of 14 types, pbmc68k 8-9 -> 6-7 of 10): off by default.
     hidden
         Widths of the hidden layers.
-    epochs
+    n_epochs
         Epochs of Siamese training (an epoch is ``n_obs / batch_size`` batches); ``None``: auto.
-    finetune_epochs
-        Epochs of joint fine-tuning of network and cluster head; ``None``: a third of ``epochs``.
+    n_finetune_epochs
+        Epochs of joint fine-tuning of network and cluster head; ``None``: a third of ``n_epochs``.
     batch_size
         Near pairs (and as many far pairs) per batch.
     learning_rate
@@ -155,10 +155,10 @@ def den(
         merge_threshold = check_float(merge_threshold, "merge_threshold", low=0, high=1)
     max_clusters = check_int(max_clusters, "max_clusters", low=1)
     hidden = check_widths(hidden)
-    if epochs is not None:
-        epochs = check_int(epochs, "epochs")
-    if finetune_epochs is not None:
-        finetune_epochs = check_int(finetune_epochs, "finetune_epochs", low=0)
+    if n_epochs is not None:
+        n_epochs = check_int(n_epochs, "n_epochs")
+    if n_finetune_epochs is not None:
+        n_finetune_epochs = check_int(n_finetune_epochs, "n_finetune_epochs", low=0)
     batch_size = check_int(batch_size, "batch_size")
     learning_rate = check_float(learning_rate, "learning_rate", low=0, low_open=True)
     corr_weight = check_float(corr_weight, "corr_weight", low=0)
@@ -177,17 +177,19 @@ def den(
     found = knn_from_scanpy(adata, n_neighbors, use_rep, n_pcs)
     idx, _ = found if found is not None else knn(features, n_neighbors, random_state=random_state)
     near = mutual_near_pairs(idx)
-    if epochs is None:
-        epochs = auto_epochs(adata.n_obs, batch_size, min_steps=1000, max_steps=4000, passes=30)
-    if finetune_epochs is None:
-        finetune_epochs = max(1, epochs // 3)
+    if n_epochs is None:
+        n_epochs = auto_epochs(adata.n_obs, batch_size, min_steps=1000, max_steps=4000, passes=30)
+    if n_finetune_epochs is None:
+        n_finetune_epochs = max(1, n_epochs // 3)
 
     with seeded(random_state):
         network = Network(features.shape[1], hidden, n_components)
     trainer = Trainer(IndexedNetwork(features, network), device=device, random_state=random_state)
     pairs = DENPairs(n_components, corr_weight)
     sampler = PairSampler(near, features, batch_size)
-    trainer.optimize(pairs, sampler, n_epochs=epochs, learning_rate=learning_rate, phase="siamese")
+    trainer.optimize(
+        pairs, sampler, n_epochs=n_epochs, learning_rate=learning_rate, phase="siamese"
+    )
     # clusters from a half-trained map and an untrained head are no result: write nothing
     trainer.check_publishable("den", needs=("siamese",))
 
@@ -223,7 +225,7 @@ def den(
     trainer.optimize(
         head,
         CellSampler(adata.n_obs, batch_size, pseudo),
-        n_epochs=max(10, epochs // 10),
+        n_epochs=max(10, n_epochs // 10),
         learning_rate=learning_rate,
         phase="cluster_head",
         parameters=network.cluster_head.parameters(),
@@ -231,7 +233,7 @@ def den(
     trainer.optimize(
         Sum([pairs, head]),
         PairSampler(near, features, batch_size, labels=pseudo),
-        n_epochs=finetune_epochs,
+        n_epochs=n_finetune_epochs,
         learning_rate=0.3 * learning_rate,
         phase="finetune",
     )
@@ -258,8 +260,8 @@ def den(
             eigen_threshold=eigen_threshold,
             merge_threshold=merge_threshold,
             hidden=hidden,
-            epochs=epochs,
-            finetune_epochs=finetune_epochs,
+            n_epochs=n_epochs,
+            n_finetune_epochs=n_finetune_epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
             corr_weight=corr_weight,

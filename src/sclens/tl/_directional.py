@@ -56,8 +56,10 @@ def directional_saliency(
     ----------
     adata
         Cells with the genes the model reads and the ``groupby`` column.
-    source, target
-        Two groups of ``adata.obs[groupby]``.
+    source
+        The group whose cells are explained (a category of ``adata.obs[groupby]``).
+    target
+        The group they are pushed toward (another category of ``adata.obs[groupby]``).
     groupby
         Categorical ``.obs`` column.
     model_key

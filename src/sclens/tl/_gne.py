@@ -177,7 +177,7 @@ def fit_generative(
     *,
     likelihood: str,
     noise: float,
-    epochs: int,
+    n_epochs: int,
     batch_size: int,
     learning_rate: float,
     coord_learning_rate: float,
@@ -217,7 +217,7 @@ def fit_generative(
     trainer.optimize(
         objective,
         CellSampler(len(X), batch_size),
-        n_epochs=epochs,
+        n_epochs=n_epochs,
         learning_rate=learning_rate,
         phase="reconstruction",
         parameters=groups,
@@ -254,7 +254,7 @@ def gne(
     likelihood: Literal["mse", "nb"] = "mse",
     init: Literal["pca", "random"] | str = "pca",
     neighbor_weight: float = 0.0,
-    epochs: int = 60,
+    n_epochs: int = 60,
     batch_size: int = 512,
     learning_rate: float = 1e-3,
     coord_learning_rate: float = 3.0,
@@ -311,7 +311,7 @@ def gne(
     neighbor_weight
         Weight of an attraction term ``log(1 + ||e_i - e_j||^2)`` on kNN pairs (15 neighbours
         in PCA space), the future work proposed by the GNE paper; 0 turns it off.
-    epochs
+    n_epochs
         Passes over all cells.
     batch_size
         Cells per minibatch.
@@ -346,7 +346,7 @@ def gne(
     --------
     >>> import scanpy as sc, sclens as sl
     >>> adata = sc.datasets.pbmc68k_reduced()
-    >>> sl.tl.gne(adata, epochs=20)
+    >>> sl.tl.gne(adata, n_epochs=20)
     >>> profiles = sl.tl.generate(adata, [[0.0, 0.0], [10.0, 0.0]])  # decoded expression
     >>> sl.pl.gne_grid(adata, ["CST3", "NKG7"], show=False)
     """
@@ -358,7 +358,7 @@ def gne(
     n_blocks = check_int(n_blocks, "n_blocks", low=0)
     noise = check_float(noise, "noise", low=0)
     neighbor_weight = check_float(neighbor_weight, "neighbor_weight", low=0)
-    epochs = check_int(epochs, "epochs")
+    n_epochs = check_int(n_epochs, "n_epochs")
     batch_size = check_int(batch_size, "batch_size")
     learning_rate = check_float(learning_rate, "learning_rate", low=0, low_open=True)
     coord_learning_rate = check_float(
@@ -386,7 +386,7 @@ def gne(
         X,
         likelihood=likelihood,
         noise=noise,
-        epochs=epochs,
+        n_epochs=n_epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
         coord_learning_rate=coord_learning_rate,
@@ -451,7 +451,7 @@ def gne(
             likelihood=likelihood,
             init=init,
             neighbor_weight=neighbor_weight,
-            epochs=epochs,
+            n_epochs=n_epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
             coord_learning_rate=coord_learning_rate,

@@ -17,8 +17,8 @@ from .._core.engine import resolve_device
 from .._core.generative import excess, local_level, novelty, place, smooth_over_query
 from .._core.model import Model, ModelError
 from .._core.threads import fixed_threads
-from ._common import start_adata, stored_model
-from ._options import check_int
+from ._common import renamed_options, start_adata, stored_model
+from ._options import check_int, check_key_added
 
 __all__ = ["project", "transfer_labels"]
 
@@ -90,16 +90,18 @@ def transfer_labels(
     return pd.Categorical.from_codes(best, categories=cats.cat.categories), votes.max(1)
 
 
+@renamed_options(key="model_key")  # `key` shipped in tutorials 01 and 02
 @fixed_threads
 def project(
     adata: AnnData,
     ref: AnnData | Model,
     *,
-    key: str = "ptsne",
+    model_key: str = "ptsne",
     transfer: Sequence[str] | str | None = None,
     n_neighbors: int = 15,
     novelty_neighbors: int = 15,
     device: Literal["auto", "cpu", "cuda"] | str = "cpu",
+    key_added: str | None = None,
     copy: bool = False,
 ) -> AnnData | None:
     """Project query cells onto a reference map with its trained model.
@@ -120,20 +122,25 @@ def project(
     adata
         Query cells.
     ref
-        The reference AnnData holding ``uns[key]['model']`` (needed for ``transfer``), or a
+        The reference AnnData holding ``uns[model_key]['model']`` (needed for ``transfer``), or a
         :class:`~sclens.Model` from :func:`sclens.load_model`.
-    key
-        The map's key in the reference (``'ptsne'``, ...).
+    model_key
+        The map's key in the reference (``'ptsne'``, ...): its model is read from
+        ``ref.uns[model_key]['model']``, its coordinates (for ``transfer``) from
+        ``ref.obsm['X_' + model_key]``.
     transfer
         ``.obs`` columns of the reference to transfer by kNN in the map.
     n_neighbors
         Reference neighbours that vote in ``transfer``.
     novelty_neighbors
-        GNE maps: ``obs[key + '_novelty']`` averages over the cell and its
+        GNE maps: ``obs[key_added + '_novelty']`` averages over the cell and its
         ``novelty_neighbors - 1`` nearest query cells (in 30 principal components of the
         query's expression of the model's genes); ``1``: no averaging.
     device
         Where to run the network.
+    key_added
+        Key of what is written into ``adata``; ``None``: ``model_key``, so the query's
+        coordinates sit under the same name as the reference's.
     copy
         Return a copy instead of writing into ``adata``.
 
@@ -141,11 +148,11 @@ def project(
     -------
     ``None``, or the copy when ``copy=True``. Sets:
 
-    ``adata.obsm['X_' + key]``
+    ``adata.obsm['X_' + key_added]``
         The query's coordinates in the reference map.
-    ``adata.obs[key]``, ``adata.obsm[key + '_proba']``
+    ``adata.obs[key_added]``, ``adata.obsm[key_added + '_proba']``
         For models with a cluster head (``den``): predicted clusters and their probabilities.
-    ``adata.obs[key + '_novelty_cell']``
+    ``adata.obs[key_added + '_novelty_cell']``
         For GNE maps: how much of the cell's expression the map cannot explain, gene by gene, at
         the cell's optimum. A gene's error counts only beyond its threshold there: the larger of
         the gene's 99.5th-percentile error among the reference cells and the second-largest error
@@ -157,8 +164,8 @@ def project(
         leaving itself out of its neighbours). 0 is a typical reference cell, 1 one standard
         deviation above; high means "this cell is unlike anything in the map where it lies"
         (above ~2-3 is unusual).
-    ``adata.obs[key + '_novelty']``
-        For GNE maps: novelty of groups of cells. Each cell's ``key + '_novelty_cell'`` minus
+    ``adata.obs[key_added + '_novelty']``
+        For GNE maps: novelty of groups of cells. Each cell's ``key_added + '_novelty_cell'`` minus
         the mean of the reference cells' own scores among the 100 nearest on the map (small,
         varied populations such as stellate or endothelial cells are explained less well than
         the big ones, in the reference too), averaged over the cell and its
@@ -170,13 +177,14 @@ def project(
         the query (Baron pancreas, each of 8 types left out in turn: AUROC 0.92-1.00 against
         0.79-0.99 per cell on Pearson-residual genes, 0.83-1.00 against 0.64-0.99 on scanpy's
         default genes), but a lone novel cell among known ones is diluted: look at
-        ``key + '_novelty_cell'`` for those.
+        ``key_added + '_novelty_cell'`` for those.
     ``adata.obs[col]``, ``adata.obs[col + '_confidence']``
         For each ``transfer`` column: the transferred label and the fraction of (distance-weighted)
         neighbour votes it received.
     """
     n_neighbors = check_int(n_neighbors, "n_neighbors")
-    model = _reference_model(ref, key)
+    model = _reference_model(ref, model_key)
+    key_added = check_key_added(adata, model_key if key_added is None else key_added)
     if isinstance(novelty_neighbors, bool) or not isinstance(novelty_neighbors, int | np.integer):
         raise TypeError(f"`novelty_neighbors` must be an integer, got {novelty_neighbors!r}.")
     if novelty_neighbors < 1:
@@ -189,7 +197,7 @@ def project(
             raise ValueError(
                 "`transfer` needs the reference AnnData (its labels and coordinates), not a Model."
             )
-        check_key(ref.obsm, f"X_{key}", "ref.obsm")
+        check_key(ref.obsm, f"X_{model_key}", "ref.obsm")
         for col in transfer:
             check_key(ref.obs, col, "ref.obs")
     adata = start_adata(adata, "project", copy)
@@ -207,19 +215,21 @@ def project(
     results = {}
     for col in transfer:
         results[col] = transfer_labels(
-            coords, np.asarray(ref.obsm[f"X_{key}"]), ref.obs[col], n_neighbors
+            coords, np.asarray(ref.obsm[f"X_{model_key}"]), ref.obs[col], n_neighbors
         )
 
-    adata.obsm[f"X_{key}"] = coords
+    adata.obsm[f"X_{key_added}"] = coords
     if proba is not None:
         names = [str(r) for r in range(proba.shape[1])]
-        adata.obs[key] = pd.Categorical.from_codes(proba.argmax(1), categories=names)
-        adata.obsm[f"{key}_proba"] = proba
+        adata.obs[key_added] = pd.Categorical.from_codes(proba.argmax(1), categories=names)
+        adata.obsm[f"{key_added}_proba"] = proba
     if score is not None:
-        adata.obs[f"{key}_novelty"] = score
-        adata.obs[f"{key}_novelty_cell"] = cell_score
+        adata.obs[f"{key_added}_novelty"] = score
+        adata.obs[f"{key_added}_novelty_cell"] = cell_score
     for col, (labels, conf) in results.items():
         adata.obs[col] = pd.Categorical(labels, categories=labels.categories)
         adata.obs[f"{col}_confidence"] = conf
-    logg.info("    finished", time=start, deep=f"added\n    'X_{key}', coordinates (adata.obsm)")
+    logg.info(
+        "    finished", time=start, deep=f"added\n    'X_{key_added}', coordinates (adata.obsm)"
+    )
     return adata if copy else None

@@ -36,8 +36,8 @@ def ptsne(
     layer: str | None = None,
     labels: str | None = None,
     hidden: Sequence[int] = (256, 256, 256),
-    epochs: int | None = None,
-    pretrain_epochs: int = 20,
+    n_epochs: int | None = None,
+    n_pretrain_epochs: int = 20,
     early_exaggeration: float = 4.0,
     exaggeration_fraction: float = 0.25,
     batch_size: int = 1024,
@@ -58,7 +58,7 @@ def ptsne(
     forward pass.
 
     With ``labels``, the salient-SNE supervised pretraining runs first: a classifier on the same
-    trunk learns the labels for ``pretrain_epochs``, then the embedding is trained with t-SNE.
+    trunk learns the labels for ``n_pretrain_epochs``, then the embedding is trained with t-SNE.
 
     Parameters
     ----------
@@ -73,15 +73,15 @@ def ptsne(
         ``.obs`` column for supervised pretraining (unlabelled cells, NaN, are ignored).
     hidden
         Widths of the network's hidden layers.
-    epochs
+    n_epochs
         Epochs of t-SNE training; one epoch samples ``n_obs`` edges. ``None``: about 20 passes,
         between 1,500 and 3,000 steps.
-    pretrain_epochs
+    n_pretrain_epochs
         Epochs of the classifier pretraining (only with ``labels``).
     early_exaggeration
         Factor on the attraction during the first ``exaggeration_fraction`` of the epochs.
     exaggeration_fraction
-        Fraction of ``epochs`` spent with early exaggeration.
+        Fraction of ``n_epochs`` spent with early exaggeration.
     batch_size
         Edges per minibatch; each edge is repelled from 256 other cells of the batch (negatives).
     learning_rate
@@ -113,9 +113,9 @@ def ptsne(
     hidden = check_widths(hidden)
     if n_pcs is not None:
         n_pcs = check_int(n_pcs, "n_pcs", low=0)
-    if epochs is not None:
-        epochs = check_int(epochs, "epochs")
-    pretrain_epochs = check_int(pretrain_epochs, "pretrain_epochs", low=0)
+    if n_epochs is not None:
+        n_epochs = check_int(n_epochs, "n_epochs")
+    n_pretrain_epochs = check_int(n_pretrain_epochs, "n_pretrain_epochs", low=0)
     early_exaggeration = check_float(early_exaggeration, "early_exaggeration", low=0, low_open=True)
     exaggeration_fraction = check_float(
         exaggeration_fraction, "exaggeration_fraction", low=0, high=1
@@ -151,8 +151,8 @@ def ptsne(
         random_state=random_state,
     )
     marks.append(time.perf_counter())
-    if epochs is None:
-        epochs = auto_epochs(adata.n_obs, batch_size)
+    if n_epochs is None:
+        n_epochs = auto_epochs(adata.n_obs, batch_size)
 
     with seeded(random_state):
         network = Network(features.shape[1], hidden, n_components, len(classes) if classes else 0)
@@ -164,7 +164,7 @@ def ptsne(
         trainer.optimize(
             Classification(weights),
             sampler,
-            n_epochs=pretrain_epochs,
+            n_epochs=n_pretrain_epochs,
             learning_rate=learning_rate,
             phase="pretrain",
         )
@@ -176,7 +176,7 @@ def ptsne(
             {"params": list(network.trunk.parameters()), "lr": 0.1 * learning_rate},
             {"params": list(network.embed.parameters())},
         ]
-    n_early = int(round(exaggeration_fraction * epochs)) if early_exaggeration != 1 else 0
+    n_early = int(round(exaggeration_fraction * n_epochs)) if early_exaggeration != 1 else 0
     trainer.optimize(
         AttractionRepulsion(exaggeration=early_exaggeration),
         edges,
@@ -188,7 +188,7 @@ def ptsne(
     trainer.optimize(
         AttractionRepulsion(),
         edges,
-        n_epochs=epochs - n_early,
+        n_epochs=n_epochs - n_early,
         learning_rate=learning_rate,
         phase="embedding",
         parameters=groups,
@@ -212,8 +212,8 @@ def ptsne(
             layer=layer,
             labels=labels,
             hidden=hidden,
-            epochs=epochs,
-            pretrain_epochs=pretrain_epochs if labels else None,
+            n_epochs=n_epochs,
+            n_pretrain_epochs=n_pretrain_epochs if labels else None,
             early_exaggeration=early_exaggeration,
             exaggeration_fraction=exaggeration_fraction,
             batch_size=batch_size,

@@ -58,7 +58,7 @@ def rank_genes(
     method: Literal["shap", "saliency", "integrated_gradients"] = "shap",
     groups: Sequence[str] | str = "all",
     reference: str = "rest",
-    target: Literal["auto", "centroid", "axis", "logit"] = "auto",
+    explain: Literal["auto", "centroid", "axis", "logit"] = "auto",
     baseline: Literal["reference", "zeros"] = "reference",
     times_input: bool = False,
     n_steps: int = 32,
@@ -72,7 +72,7 @@ def rank_genes(
 ) -> AnnData | None:
     """Rank genes by how much they move cells of each group on a trained map.
 
-    Every attribution explains one number per group, the *target* ``t_g`` (``y(x)``: the map
+    Every attribution explains one number per group, ``t_g`` (chosen by ``explain``) (``y(x)``: the map
     coordinates the network gives expression ``x``; ``c_g``: the group's centroid in the map):
 
     - ``'centroid'``: ``t_g(x) = -||y(x) - c_g||_1``. Attributions of ``t_g(x) - t_g(b)`` split
@@ -87,9 +87,9 @@ def rank_genes(
       group's cluster logit minus the mean of the other logits (``'rest'``) or minus the
       reference cluster's logit.
 
-    ``target='auto'`` uses ``'logit'`` when ``groupby == model_key`` and the model has a cluster
+    ``explain='auto'`` uses ``'logit'`` when ``groupby == model_key`` and the model has a cluster
     head, otherwise ``'axis'`` for saliency and ``'centroid'`` for integrated gradients and SHAP.
-    ``groupby`` may be any categorical ``.obs`` column. All targets are built of Linear and ReLU
+    ``groupby`` may be any categorical ``.obs`` column. All of them are built of Linear and ReLU
     layers, so SHAP's DeepLIFT sums exactly and integrated gradients place kinks exactly.
 
     The reference is taken group by group: with ``reference='rest'`` each other group of
@@ -135,7 +135,7 @@ def rank_genes(
         Groups to rank (``'all'``: every group but the reference).
     reference
         ``'rest'`` or a group to compare with.
-    target
+    explain
         ``'auto'``, ``'centroid'``, ``'axis'`` or ``'logit'`` (see above).
     baseline
         For integrated gradients and ``times_input``: ``'reference'`` (mean expression of the
@@ -196,12 +196,12 @@ def rank_genes(
         Per group: ``obs_names`` of the explained cells, their attributions for the top
         ``n_store`` ``genes`` (``values``), each cell's attribution ``total`` over all genes and
         the ``output`` difference it should equal (``t(x) - t(b)`` or ``t(x) - E_bg t``; for
-        saliency, the target value).
+        saliency, the explained value).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    if target not in ("auto", "centroid", "axis", "logit"):
-        raise ValueError(f"target must be 'auto', 'centroid', 'axis' or 'logit', got {target!r}.")
+    if explain not in ("auto", "centroid", "axis", "logit"):
+        raise ValueError(f"explain must be 'auto', 'centroid', 'axis' or 'logit', got {explain!r}.")
     if baseline not in ("reference", "zeros"):
         raise ValueError(f"baseline must be 'reference' or 'zeros', got {baseline!r}.")
     n_steps = check_int(n_steps, "n_steps", low=1, high=100_000)
@@ -223,8 +223,8 @@ def rank_genes(
     X = query_matrix(adata, inp)
     features = inp.transform(X)
     rng = np.random.default_rng(random_state)
-    kind = target
-    if target == "auto":
+    kind = explain
+    if explain == "auto":
         if net.cluster_head is not None and groupby == model_key:
             kind = "logit"
         else:
@@ -265,7 +265,7 @@ def rank_genes(
             layer=inp.key,
             corr_method="none",
             model_key=model_key,
-            target=kind,
+            explain=kind,
             baseline=baseline,
             times_input=times_input if method == "saliency" else None,
             n_steps=n_steps if method == "integrated_gradients" else None,
