@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from sclens._core.engine import Callback
+from sclens._core.gne import fit_generative, new_decoder, reconstruction_errors
 from sclens._core.networks import GenerativeMap, IndexedNetwork, Network
 from sclens.tl._common import seeded
-from sclens.tl._gne import fit_generative, new_decoder, reconstruction_errors
 
 __all__ = ["fit_autoencoder"]
 

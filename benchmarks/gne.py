@@ -58,7 +58,9 @@ def mse_curves(adata, epochs: int, batch_size: int, random_state: int = 0) -> di
     seed, default settings) and the autoencoder of ``fit_autoencoder``."""
     import torch
 
-    from sclens.tl import _gne as G
+    import sclens as sl
+    from sclens._core import gne as G
+    from sclens._core.networks import CoordinateTable, GenerativeMap
 
     X, _ = G.gene_matrix(adata, None, None, "mse")
     target = torch.as_tensor(X)
@@ -71,12 +73,12 @@ def mse_curves(adata, epochs: int, batch_size: int, random_state: int = 0) -> di
 
         return callback
 
-    defaults = inspect.signature(G.gne).parameters
+    defaults = inspect.signature(sl.tl.gne).parameters
     gne_curve: list[float] = []
     coords0 = G.init_coords(adata, X, "pca", 2, random_state)
     decoder = G.new_decoder(X, 2, 256, 4, "mse", random_state)
     G.fit_generative(
-        G.GenerativeMap(G.CoordinateTable(coords0, sparse=True), decoder),
+        GenerativeMap(CoordinateTable(coords0, sparse=True), decoder),
         X,
         likelihood="mse",
         noise=defaults["noise"].default,
@@ -103,7 +105,7 @@ def mse_curves(adata, epochs: int, batch_size: int, random_state: int = 0) -> di
 def mean_error_score(ref, query):
     """The earlier novelty score: z-score of the log mean error against the reference's."""
     import sclens as sl
-    from sclens.tl._gne import reconstruction_errors
+    from sclens._core.gne import reconstruction_errors
 
     model = sl.Model.from_uns(ref.uns["gne"]["model"])
     X = dense(query[:, model.input_layer.var_names].X)

@@ -238,12 +238,11 @@ def test_forces_need_a_graph_map(baron):
 # -- determinism, parametric maps, errors ---------------------------------------------------------
 def test_same_seed_gives_identical_coordinates(pbmc):
     runs = {}
-    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+    for name in ("a", "b"):
         x = pbmc.copy()
-        sl.tl.ardr(x, method="umap", normalization=0.5, n_epochs=20, random_state=seed)
+        sl.tl.ardr(x, method="umap", normalization=0.5, n_epochs=20, random_state=3)
         runs[name] = x.obsm["X_ardr"]
     np.testing.assert_array_equal(runs["a"], runs["b"])
-    assert not np.allclose(runs["a"], runs["c"])
     p1 = sl.tl.ardr(pbmc, method="pca", sampled_pairs=128, n_epochs=5, copy=True)
     p2 = sl.tl.ardr(pbmc, method="pca", sampled_pairs=128, n_epochs=5, copy=True)
     np.testing.assert_array_equal(p1.obsm["X_ardr"], p2.obsm["X_ardr"])
@@ -259,6 +258,17 @@ def test_parametric_map_projects_new_cells(pbmc, method):
     sl.tl.project(query, pbmc, model_key="ardr")
     assert np.abs(query.obsm["X_ardr"] - pbmc.obsm["X_ardr"]).max() < 1e-4
     assert sl.Model.from_uns(uns["model"]).config["ardr_method"] == method
+
+
+def test_ptsne_is_the_tsne_end_with_a_network(pbmc):
+    """One engine: ``ptsne`` without labels is ``ardr(method='tsne', parametric=True)``, the same
+    recipe (graph, network, phases, schedule), so the two give identical coordinates."""
+    a = sl.tl.ptsne(pbmc, n_epochs=4, copy=True)
+    b = sl.tl.ardr(pbmc, method="tsne", parametric=True, n_epochs=4, copy=True)
+    np.testing.assert_array_equal(a.obsm["X_ptsne"], b.obsm["X_ardr"])
+    shared = ("n_epochs", "learning_rate", "early_exaggeration", "exaggeration_fraction")
+    for name in (*shared, "final_lr_fraction", "batch_size", "hidden", "perplexity"):
+        assert a.uns["ptsne"]["params"][name] == b.uns["ardr"]["params"][name], name
 
 
 def _fails(adata, exc, match, **kwargs):

@@ -138,22 +138,29 @@ def trained():
     adata = sc.datasets.pbmc68k_reduced()
     before = _snapshot(adata)
     runs = {}
-    for tool, kw in (
-        ("ptsne", dict(n_epochs=2)),
-        ("den", dict(n_epochs=2, n_finetune_epochs=1)),
-        ("gne", dict(n_epochs=2)),
-        ("ardr", dict(n_epochs=5)),
-    ):
+    for key, (tool, kw) in TRAINING_RUNS.items():
         snap = _snapshot(adata)
-        getattr(sl.tl, tool)(adata, **kw)
-        runs[tool] = (snap, _snapshot(adata))
+        getattr(sl.tl, tool)(adata, **kw, **({} if key == tool else {"key_added": key}))
+        runs[key] = (snap, _snapshot(adata))
     return adata, before, runs
 
 
-@pytest.mark.parametrize("tool", ["ptsne", "den", "gne", "ardr"])
-def test_training_tools_write_what_they_document(trained, tool):
+#: key_added -> (tool, options): each kind of result the training tools write
+TRAINING_RUNS = {
+    "ptsne": ("ptsne", dict(n_epochs=2)),
+    "den": ("den", dict(n_epochs=2, n_finetune_epochs=1)),
+    "gne": ("gne", dict(n_epochs=2)),
+    "ardr": ("ardr", dict(n_epochs=5)),
+    "ardr_param": ("ardr", dict(method="umap", parametric=True, n_epochs=2)),
+    "ardr_pca": ("ardr", dict(method="pca", n_epochs=20)),
+    "ardr_lle": ("ardr", dict(method="lle")),
+}
+
+
+@pytest.mark.parametrize("key", list(TRAINING_RUNS))
+def test_training_tools_write_what_they_document(trained, key):
     adata, _, runs = trained
-    _check_written(tool, runs[tool][0], adata, tool, after=runs[tool][1])
+    _check_written(TRAINING_RUNS[key][0], runs[key][0], adata, key, after=runs[key][1])
 
 
 def test_other_tools_write_what_they_document(trained):

@@ -20,11 +20,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from .engine import CellSampler
 from .objectives import Loss
+from .recipe import Phase, auto_epochs
 
-__all__ = ["METRICS", "GramMismatch", "pca_forces", "double_centre", "sq_dists"]
+__all__ = [
+    "METRICS",
+    "GramMismatch",
+    "gram_phase",
+    "pca_forces",
+    "double_centre",
+    "principal_axes",
+    "sq_dists",
+    "top_eigenvalue",
+]
 
 METRICS = ("euclidean", "sqeuclidean", "cosine", "correlation")
 
@@ -137,3 +149,111 @@ class GramMismatch:
         if const:
             terms["residual"] = float(raw.detach()) / const
         return Loss(raw / self.scale, terms)
+
+
+def top_eigenvalue(matvec, n: int, n_iter: int = 100) -> float:
+    """Largest eigenvalue of a PSD operator by deterministic power iteration (Rayleigh quotient)."""
+    v = torch.linspace(1.0, 2.0, n, dtype=torch.float64)
+    v /= v.norm()
+    lam = 0.0
+    for _ in range(n_iter):
+        w = matvec(v)
+        lam = float(v @ w)
+        norm = w.norm()
+        if norm == 0:
+            return 1.0
+        v = w / norm
+    return max(lam, 1e-12)
+
+
+def principal_axes(Y: np.ndarray) -> np.ndarray:
+    """Centre and rotate a map to its own principal axes, each axis' largest value positive."""
+    Yc = Y - Y.mean(0)
+    _, _, vt = np.linalg.svd(Yc, full_matrices=False)
+    Z = Yc @ vt.T
+    signs = np.sign(Z[np.abs(Z).argmax(0), np.arange(Z.shape[1])])
+    signs[signs == 0] = 1
+    return Z * signs
+
+
+def _stop_when_converged(tol: float, patience: int = 10):
+    """Callback: stop once the loss changed by less than ``tol`` (relative) ``patience`` times
+    in a row."""
+    state = {"last": None, "calm": 0}
+
+    def callback(phase, epoch, loss, encoder):
+        last, state["last"] = state["last"], loss
+        if last is not None and abs(loss - last) <= tol * max(abs(last), 1e-300):
+            state["calm"] += 1
+        else:
+            state["calm"] = 0
+        return state["calm"] >= patience
+
+    return callback
+
+
+def gram_phase(
+    features: np.ndarray,
+    *,
+    method: str,
+    metric: str,
+    sampled_pairs: int | None,
+    parametric: bool,
+    batch_size: int,
+    n_epochs: int | None,
+    learning_rate: float | None,
+    random_state: int,
+) -> tuple[Phase, dict]:
+    """PCA (``method='pca'``) or classical MDS as one phase of forces, and its settings.
+
+    The loss is scaled by the target's largest eigenvalue, so the learning rate is
+    dimensionless: plain gradient descent (coordinates, all pairs) converges below 0.25 and
+    stops once the loss is stable; sampled pairs and networks use Adam's or a decaying rate.
+    """
+    n = len(features)
+    X = torch.as_tensor(features)
+    metric = metric if method == "mds" else "euclidean"
+    if method == "mds" and sampled_pairs is None:
+        K = -0.5 * double_centre(sq_dists(X.double(), metric))
+        target = dict(gram=K)
+        lam = top_eigenvalue(lambda v: K @ v, n)
+    else:
+        target = dict(features=X, metric=metric)
+        if metric == "euclidean":
+            Xc = X.double() - X.double().mean(0)
+            lam = top_eigenvalue(lambda v: Xc.T @ (Xc @ v), Xc.shape[1])
+        else:  # estimate from one batch of the sampled target, scaled up to n cells
+            sub = torch.randperm(n, generator=torch.Generator().manual_seed(random_state))
+            sub = sub[: min(n, 2048)]
+            Ks = -0.5 * double_centre(sq_dists(X[sub].double(), metric))
+            lam = top_eigenvalue(lambda v: Ks @ v, len(sub)) * n / len(sub)
+    m = n if (sampled_pairs is None and not parametric) else int(sampled_pairs or batch_size)
+    m = min(m, n)
+    objective = GramMismatch(**target, scale=lam * m / n)
+    cells = CellSampler(n, m)
+    exact = m == n and not parametric
+    if parametric:
+        lr = learning_rate or 2e-3
+        n_epochs = n_epochs or auto_epochs(n, m)
+        phase = Phase("forces", objective, cells, n_epochs, lr)
+    else:
+        lr = learning_rate or 0.125
+        n_epochs = n_epochs or (1000 if exact else 100)
+        phase = Phase(
+            "exact" if exact else "sampled",
+            objective,
+            cells,
+            n_epochs,
+            lr,
+            optimizer="sgd",
+            final_lr_fraction=1.0 if exact else 0.02,
+            callbacks=[_stop_when_converged(1e-9)] if exact else (),
+        )
+    settings = dict(
+        metric=metric,
+        sampled_pairs=sampled_pairs,
+        top_eigenvalue=lam,
+        n_epochs=n_epochs,
+        learning_rate=lr,
+    )
+    return phase, settings

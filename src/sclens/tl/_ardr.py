@@ -8,19 +8,26 @@ from typing import Literal
 import numpy as np
 import torch
 from anndata import AnnData
-from scanpy import logging as logg
-from scipy import sparse
 
-from .._core.data import check_finite, check_key, fit_pca, prepare_input
-from .._core.engine import CellSampler, EdgeSampler, Trainer, resolve_device
-from .._core.gram import METRICS, GramMismatch, double_centre, sq_dists
+from .._core.data import check_finite, check_key, prepare_input
+from .._core.engine import Trainer, resolve_device
+from .._core.gram import METRICS, gram_phase, principal_axes
 from .._core.graph import neighbor_graph
 from .._core.lle import REG, classical_lle, reconstruction_weights
 from .._core.model import Model
 from .._core.networks import CoordinateTable, IndexedNetwork, Network
 from .._core.objectives import EXACT_REPULSION_CELLS, AttractionRepulsion, umap_ab
+from .._core.recipe import (
+    NeighborMap,
+    Run,
+    auto_epochs,
+    initial_coordinates,
+    neighbor_phases,
+    settings_of,
+    standardise,
+)
 from .._core.threads import fixed_threads
-from ._common import auto_epochs, jsonable, seeded, start_adata
+from ._common import seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
 from ._options import check_float, check_int, check_key_added, check_widths, resolve_seed
 
@@ -29,60 +36,6 @@ __all__ = ["ardr"]
 METHODS = ("tsne", "umap", "lle", "pca", "mds")
 #: above this many cells, exact classical MDS (a dense n x n target) is refused
 MAX_DENSE_CELLS = 20_000
-
-
-def _top_eigenvalue(matvec, n: int, n_iter: int = 100) -> float:
-    """Largest eigenvalue of a PSD operator by deterministic power iteration (Rayleigh quotient)."""
-    v = torch.linspace(1.0, 2.0, n, dtype=torch.float64)
-    v /= v.norm()
-    lam = 0.0
-    for _ in range(n_iter):
-        w = matvec(v)
-        lam = float(v @ w)
-        norm = w.norm()
-        if norm == 0:
-            return 1.0
-        v = w / norm
-    return max(lam, 1e-12)
-
-
-def _standardise(Y: np.ndarray) -> np.ndarray:
-    """Centre and scale so the first column has unit standard deviation."""
-    Y = Y - Y.mean(0)
-    return Y / (Y[:, 0].std() or 1.0)
-
-
-def _spectral(graph_matrix: sparse.spmatrix, n_components: int, random_state: int) -> np.ndarray:
-    from sklearn.manifold import spectral_embedding
-
-    return spectral_embedding(
-        graph_matrix, n_components=n_components, random_state=random_state, drop_first=True
-    )
-
-
-def _principal_axes(Y: np.ndarray) -> np.ndarray:
-    """Centre and rotate a map to its own principal axes, each axis' largest value positive."""
-    Yc = Y - Y.mean(0)
-    _, _, vt = np.linalg.svd(Yc, full_matrices=False)
-    Z = Yc @ vt.T
-    signs = np.sign(Z[np.abs(Z).argmax(0), np.arange(Z.shape[1])])
-    signs[signs == 0] = 1
-    return Z * signs
-
-
-def _stop_when_converged(tol: float, patience: int = 10):
-    """Callback: stop once the loss changed by less than ``tol`` (relative) ``patience`` times in a row."""
-    state = {"last": None, "calm": 0}
-
-    def callback(phase, epoch, loss, encoder):
-        last, state["last"] = state["last"], loss
-        if last is not None and abs(loss - last) <= tol * max(abs(last), 1e-300):
-            state["calm"] += 1
-        else:
-            state["calm"] = 0
-        return state["calm"] >= patience
-
-    return callback
 
 
 @fixed_threads
@@ -108,6 +61,8 @@ def ardr(
     learning_rate: float | None = None,
     batch_size: int = 1024,
     early_exaggeration: float | None = None,
+    exaggeration_fraction: float = 0.25,
+    final_lr_fraction: float | None = None,
     hidden: Sequence[int] = (256, 256, 256),
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
     random_state: int | None = 0,
@@ -197,8 +152,14 @@ def ardr(
         start pushed by 256 edge ends of the batch); cells per minibatch for a network trained
         on ``'pca'``/``'mds'`` forces without ``sampled_pairs``.
     early_exaggeration
-        Factor on the attraction during the first quarter of the epochs; ``None``: 4 when
-        ``normalization > 0``, else 1.
+        Factor on the attraction during the first ``exaggeration_fraction`` of the epochs;
+        ``None``: 4 when ``normalization > 0``, else 1.
+    exaggeration_fraction
+        Fraction of ``n_epochs`` spent with early exaggeration (``'tsne'``/``'umap'``/``'lle'``).
+    final_lr_fraction
+        The learning rate decays linearly to this fraction of itself over the main phase
+        (``'tsne'``/``'umap'``/``'lle'``); ``None``: 0.1 for coordinates, 1 (no decay) for
+        networks, as :func:`sclens.tl.ptsne`, which keeps held-out cells better placed.
     hidden
         Widths of the network's hidden layers (``parametric=True``).
     {doc_run}
@@ -216,6 +177,10 @@ def ardr(
         The settings used (including the kernel's ``a``, ``b`` and ``normalization``).
     ``adata.uns[key_added]['history']``
         Loss per epoch and phase.
+    ``adata.uns[key_added]['timings']``
+        Wall-clock seconds of each stage (``input``, ``graph``, ``training``, ...).
+    ``adata.uns[key_added]['eigenvalues']``
+        Classical ``'lle'``: the eigenvalues of the map's eigenvectors.
     ``adata.uns[key_added]['singular_values']``
         ``'pca'``/``'mds'``: singular values of the centred map.
     ``adata.uns[key_added]['model']``
@@ -250,6 +215,11 @@ def ardr(
         early_exaggeration = check_float(
             early_exaggeration, "early_exaggeration", low=0, low_open=True
         )
+    exaggeration_fraction = check_float(
+        exaggeration_fraction, "exaggeration_fraction", low=0, high=1
+    )
+    if final_lr_fraction is not None:
+        final_lr_fraction = check_float(final_lr_fraction, "final_lr_fraction", low=0, high=1)
     if learning_rate is not None:
         learning_rate = check_float(learning_rate, "learning_rate", low=0, low_open=True)
     hidden = check_widths(hidden)
@@ -279,7 +249,10 @@ def ardr(
                 f"ardr(method={method!r}) needs at least {needed} cells for its neighbour graph, "
                 f"got {adata.n_obs}; lower `perplexity` / `n_neighbors`."
             )
+    if exact_repulsion and parametric:
+        raise ValueError("exact_repulsion needs a coordinate table; use parametric=False.")
     init = init or ("pca" if graph_method else "random")
+    init_given = None
     if init not in ("random", "pca", "spectral"):
         check_key(
             adata.obsm, init, "adata.obsm", "`init` is 'random', 'pca', 'spectral' or an obsm key."
@@ -293,84 +266,68 @@ def ardr(
             )
     resolve_device(device)
 
+    # -- the method as a recipe: input, graph, encoder, phases ----------------------------------
     if normalization is None and graph_method:
         normalization = 1.0 if method == "tsne" else 0.0
-    start = logg.info(
+    run = Run(
+        "ardr",
         f"computing attraction-repulsion DR ({method}"
         + (f", normalization={normalization:g}" if graph_method else "")
         + (", parametric" if parametric else "")
-        + ")"
+        + ")",
     )
-    inp, features = prepare_input(
-        adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state, func="ardr"
-    )
+    with run.stage("input"):
+        inp, features = prepare_input(
+            adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state, func="ardr"
+        )
     n = adata.n_obs
-
     graph = None
     if graph_method or classical or init == "spectral":
-        graph = neighbor_graph(
-            features,
-            affinity=method if (graph_method or classical) else "umap",
-            perplexity=perplexity,
-            n_neighbors=n_neighbors,
-            adata=adata,
-            use_rep=use_rep,
-            n_pcs=n_pcs,
-            random_state=random_state,
-        )
+        with run.stage("graph"):
+            graph = neighbor_graph(
+                features,
+                affinity=method if (graph_method or classical) else "umap",
+                perplexity=perplexity,
+                n_neighbors=n_neighbors,
+                adata=adata,
+                use_rep=use_rep,
+                n_pcs=n_pcs,
+                random_state=random_state,
+            )
     if classical:
-        idx = graph.knn_indices
-        coords, eigenvalues = classical_lle(
-            idx, reconstruction_weights(features, idx), n_components, random_state
-        )
-        adata.obsm[f"X_{key_added}"] = coords.astype(np.float32)
-        params = dict(method=method, normalization=None, n_components=n_components)
-        params |= dict(use_rep=use_rep, n_pcs=n_pcs, layer=layer, n_neighbors=int(idx.shape[1]))
-        params |= dict(reg=REG, random_state=random_state)
-        adata.uns[key_added] = {"params": jsonable(params), "eigenvalues": eigenvalues}
-        logg.info("    finished", time=start, deep=f"    added 'X_{key_added}', '{key_added}'")
+        with run.stage("training"):
+            idx = graph.knn_indices
+            W = reconstruction_weights(features, idx)
+            coords, eigenvalues = classical_lle(idx, W, n_components, random_state)
+        params = settings_of(ardr, locals(), n_neighbors=int(idx.shape[1]), reg=REG)
+        params = {k: params[k] for k in _LLE_SETTINGS if k in params}
+        uns = {"params": params, "eigenvalues": eigenvalues}
+        run.write(adata, key_added, uns, obsm={f"X_{key_added}": coords.astype(np.float32)})
         return adata if copy else None
 
-    # -- encoder: a coordinate table or a network, both map cell indices to coordinates --------
     network = None
     if parametric:
         with seeded(random_state):
             network = Network(features.shape[1], hidden, n_components)
         encoder = IndexedNetwork(features, network)
     else:
-        if init == "random":
-            rng = np.random.default_rng(random_state)
-            Y0 = 1e-2 * rng.standard_normal((n, n_components))
-        elif init == "pca":
-            mean, comps = fit_pca(features, n_components, random_state=random_state)
-            Y0 = (features - mean) @ comps
-        elif init == "spectral":
-            Y0 = _spectral(graph.to_sparse(), n_components, random_state)
-        else:
-            Y0 = init_given[:, :n_components]
-        if graph_method or init in ("spectral",):
-            Y0 = _standardise(Y0)
-        elif init not in ("random", "pca"):
+        Y0 = initial_coordinates(
+            init, features, graph, n_components, random_state, given=init_given
+        )
+        if graph_method or init == "spectral":
+            Y0 = standardise(Y0)
+        elif init_given is not None:
             Y0 = Y0 / inp.scale  # an obsm map in data units -> feature units
         encoder = CoordinateTable(Y0.astype(np.float32))
     trainer = Trainer(encoder, device=device, random_state=random_state)
 
-    params = dict(
-        method=method,
-        parametric=parametric,
-        n_components=n_components,
-        use_rep=use_rep,
-        n_pcs=n_pcs,
-        layer=layer,
-        init=None if parametric else init,
-        random_state=random_state,
-    )
-    extra_uns = {}
     if graph_method:
         a, b = (1.0, 1.0) if method == "tsne" else umap_ab(1.0, min_dist)
         if early_exaggeration is None:
             early_exaggeration = 4.0 if normalization > 0 else 1.0
-        lr = learning_rate or (2e-3 if parametric else 0.5)
+        if final_lr_fraction is None:
+            final_lr_fraction = 1.0 if parametric else 0.1
+        learning_rate = learning_rate or (2e-3 if parametric else 0.5)
         if n_epochs is None:
             n_epochs = (
                 auto_epochs(n, batch_size)
@@ -379,97 +336,47 @@ def ardr(
             )
         if exact_repulsion is None:
             exact_repulsion = not parametric and n <= EXACT_REPULSION_CELLS
-        if exact_repulsion and parametric:
-            raise ValueError("exact_repulsion needs a coordinate table; use parametric=False.")
-        # a table trains on batches of cells (each pulled by all its neighbours), a network on
-        # batches of edges: each is the better of the two for it (docs/methods/ardr.md)
-        sampler = EdgeSampler(graph, batch_size) if parametric else CellSampler(n, batch_size)
-        affinities = None if parametric else graph.to_sparse()
-        n_early = int(round(0.25 * n_epochs)) if early_exaggeration != 1 else 0
-        phases = [("exaggeration", early_exaggeration, n_early), ("embedding", 1.0, None)]
-        for phase, ex, epochs in phases:
-            trainer.optimize(
-                AttractionRepulsion(
-                    affinities,
-                    normalization=float(normalization),
-                    exaggeration=ex,
-                    a=a,
-                    b=b,
-                    n_negatives=None if exact_repulsion else 256,
-                    generator=trainer.generator,
-                ),
-                sampler,
-                n_epochs=n_epochs - n_early if epochs is None else epochs,
-                learning_rate=lr,
-                phase=phase,
-                final_lr_fraction=1.0 if phase == "exaggeration" else 0.1,
-            )
-        params |= dict(
+        forces = NeighborMap(
+            normalization=float(normalization),
+            a=a,
+            b=b,
+            early_exaggeration=early_exaggeration,
+            exaggeration_fraction=exaggeration_fraction,
+            final_lr_fraction=final_lr_fraction,
+            n_negatives=None if exact_repulsion else 256,
+        )
+        phases = neighbor_phases(
+            forces,
+            graph,
+            trainer,
+            parametric=parametric,
+            n_epochs=n_epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+        )
+        resolved = dict(
             exact_repulsion=bool(exact_repulsion),
             normalization=float(normalization),
-            perplexity=perplexity if method == "tsne" else None,
             n_neighbors=int(graph.knn_indices.shape[1]),
-            min_dist=None if method == "tsne" else min_dist,
             a=a,
             b=b,
             negative_rate=AttractionRepulsion.negative_rate,
-            early_exaggeration=early_exaggeration,
-            batch_size=batch_size,
             n_edges=len(graph.weights),
         )
     else:
-        X = torch.as_tensor(features)
-        if method == "mds" and sampled_pairs is None:
-            K = -0.5 * double_centre(sq_dists(X.double(), metric))
-            objective_args = dict(gram=K)
-            lam = _top_eigenvalue(lambda v: K @ v, n)
-        else:
-            objective_args = dict(features=X, metric=metric if method == "mds" else "euclidean")
-            if objective_args["metric"] == "euclidean":
-                Xc = X.double() - X.double().mean(0)
-                lam = _top_eigenvalue(lambda v: Xc.T @ (Xc @ v), Xc.shape[1])
-            else:  # estimate from one batch of the sampled target, scaled up to n cells
-                sub = torch.randperm(n, generator=torch.Generator().manual_seed(random_state))
-                sub = sub[: min(n, 2048)]
-                Ks = -0.5 * double_centre(sq_dists(X[sub].double(), metric))
-                lam = _top_eigenvalue(lambda v: Ks @ v, len(sub)) * n / len(sub)
-        m = n if (sampled_pairs is None and not parametric) else int(sampled_pairs or batch_size)
-        m = min(m, n)
-        objective = GramMismatch(**objective_args, scale=lam * m / n)
-        cells = CellSampler(n, m)
-        exact = m == n and not parametric
-        if parametric:
-            lr = learning_rate or 2e-3
-            n_epochs = n_epochs or auto_epochs(n, m)
-            trainer.optimize(objective, cells, n_epochs=n_epochs, learning_rate=lr, phase="forces")
-        else:
-            lr = learning_rate or 0.125
-            n_epochs = n_epochs or (1000 if exact else 100)
-            trainer.optimize(
-                objective,
-                cells,
-                n_epochs=n_epochs,
-                learning_rate=lr,
-                phase="exact" if exact else "sampled",
-                optimizer="sgd",
-                final_lr_fraction=1.0 if exact else 0.02,
-                callbacks=[_stop_when_converged(1e-9)] if exact else (),
-            )
-        params |= dict(
-            metric=metric if method == "mds" else "euclidean",
+        phase, resolved = gram_phase(
+            features,
+            method=method,
+            metric=metric,
             sampled_pairs=sampled_pairs,
-            top_eigenvalue=lam,
+            parametric=parametric,
+            batch_size=batch_size,
+            n_epochs=n_epochs,
+            learning_rate=learning_rate,
+            random_state=random_state,
         )
-    params |= dict(
-        n_epochs=n_epochs,
-        epochs_run=len(trainer.history),
-        learning_rate=lr,
-        hidden=hidden if parametric else None,
-        device=str(trainer.device),
-        interrupted=trainer.interrupted,
-        finished_phases=trainer.finished_phases,
-    )
-
+        phases = [phase]
+    run.train(trainer, phases)
     trainer.check_publishable(
         "ardr", any_of=("exaggeration", "embedding", "forces", "exact", "sampled")
     )
@@ -478,36 +385,56 @@ def ardr(
     # PCA / MDS maps are returned in the data's units (the features were divided by inp.scale)
     unit = 1.0
     if not graph_method:
-        unit = {"euclidean": inp.scale, "sqeuclidean": inp.scale**2}.get(params["metric"], 1.0)
-    if parametric:
-        network = network.cpu().eval()
-        with torch.no_grad():
-            network.embed.weight.mul_(unit)
-            network.embed.bias.mul_(unit)
-        coords = network.transform(features)
-        extra_uns["model"] = Model.from_parts("ardr", inp, network, ardr_method=method).to_uns()
-    else:
-        coords = encoder.coords.detach().cpu().numpy().astype(np.float64)
-        if not graph_method:
-            coords = _principal_axes(coords) * unit
+        unit = {"euclidean": inp.scale, "sqeuclidean": inp.scale**2}.get(resolved["metric"], 1.0)
+    uns = {}
+    with run.stage("transform"):
+        if parametric:
+            network = network.cpu().eval()
+            with torch.no_grad():
+                network.embed.weight.mul_(unit)
+                network.embed.bias.mul_(unit)
+            coords = network.transform(features)
+            uns["model"] = Model.from_parts("ardr", inp, network, ardr_method=method).to_uns()
+        else:
+            coords = encoder.coords.detach().cpu().numpy().astype(np.float64)
+            if not graph_method:
+                coords = principal_axes(coords) * unit
     if not graph_method:
-        Yc = coords - coords.mean(0)
-        extra_uns["singular_values"] = np.linalg.svd(Yc, compute_uv=False)
-    coords = np.asarray(coords, dtype=np.float32)
-    adata.obsm[f"X_{key_added}"] = coords
-    added = f"added\n    'X_{key_added}', coordinates (adata.obsm)\n"
+        uns["singular_values"] = np.linalg.svd(coords - coords.mean(0), compute_uv=False)
+    params = settings_of(ardr, locals(), **resolved, epochs_run=len(trainer.history))
+    params = {k: v for k, v in params.items() if k not in _unused(method, parametric)}
+    uns = {"params": params | run.trained(), **uns}
+    obsp = {}
     if graph_method:
-        adata.obsp[f"{key_added}_connectivities"] = graph.to_sparse().astype(np.float32)
-        added += f"    '{key_added}_connectivities', affinities (adata.obsp)\n"
-    adata.uns[key_added] = {
-        "params": jsonable(params),
-        "history": trainer.history_arrays(),
-        **extra_uns,
-    }
-    logg.info(
-        "    finished",
-        time=start,
-        deep=added
-        + f"    '{key_added}', params, history{', model' if parametric else ''} (adata.uns)",
+        obsp[f"{key_added}_connectivities"] = graph.to_sparse().astype(np.float32)
+    run.write(
+        adata, key_added, uns, obsm={f"X_{key_added}": np.asarray(coords, np.float32)}, obsp=obsp
     )
     return adata if copy else None
+
+
+#: the settings classical LLE records (it has no forces, epochs or network)
+_LLE_SETTINGS = (
+    "method",
+    "n_components",
+    "use_rep",
+    "n_pcs",
+    "layer",
+    "n_neighbors",
+    "reg",
+    "random_state",
+)
+
+
+def _unused(method: str, parametric: bool) -> set[str]:
+    """Options that did not act on this run, left out of ``params``."""
+    graph = method in ("tsne", "umap", "lle")
+    out = {"device"}  # recorded as the device used
+    out |= {"init"} if parametric else {"hidden"}
+    if graph:
+        out |= {"metric", "sampled_pairs"} | ({"min_dist"} if method == "tsne" else {"perplexity"})
+    else:
+        out |= {"normalization", "perplexity", "n_neighbors", "min_dist", "exact_repulsion"}
+        out |= {"early_exaggeration", "exaggeration_fraction", "final_lr_fraction"}
+        out |= {"batch_size"} if not parametric else set()
+    return out

@@ -8,11 +8,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from anndata import AnnData
 
 from .._core.data import check_key, check_not_backed
 from .._core.model import Model, ModelError
+from .._core.recipe import auto_epochs, seeded
 
 __all__ = [
     "start_adata",
@@ -73,35 +73,6 @@ def categorical_labels(adata: AnnData, key: str) -> tuple[np.ndarray, list[str],
             f"adata.obs[{key!r}] needs at least two labelled classes, found {len(cat.cat.categories)}."
         )
     return codes.astype(np.int64), [str(c) for c in cat.cat.categories], codes >= 0
-
-
-class seeded:
-    """Context manager: torch's global RNG seeded for network initialisation, then restored."""
-
-    def __init__(self, random_state: int):
-        self.random_state = int(random_state)
-
-    def __enter__(self):
-        self._fork = torch.random.fork_rng(devices=[])
-        self._fork.__enter__()
-        torch.manual_seed(self.random_state)
-
-    def __exit__(self, *exc):
-        return self._fork.__exit__(*exc)
-
-
-def auto_epochs(
-    n_cells: int,
-    batch_size: int,
-    *,
-    min_steps: int = 1500,
-    max_steps: int = 3000,
-    passes: float = 20.0,
-) -> int:
-    """Epochs (passes of ``n_cells`` edges) giving ``passes`` data passes, clipped to a step budget."""
-    steps_per_epoch = max(1, n_cells // batch_size)
-    steps = int(np.clip(passes * steps_per_epoch, min_steps, max_steps))
-    return max(1, int(np.ceil(steps / steps_per_epoch)))
 
 
 def jsonable(params: dict) -> dict:

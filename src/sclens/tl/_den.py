@@ -8,7 +8,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scanpy import logging as logg
 from sklearn.neighbors import NearestNeighbors
 
 from .._core.cluster import (
@@ -24,8 +23,9 @@ from .._core.graph import knn, knn_from_scanpy
 from .._core.model import Model
 from .._core.networks import IndexedNetwork, Network
 from .._core.objectives import Classification, DENPairs, Sum, balanced_weights
+from .._core.recipe import Phase, Run, auto_epochs, settings_of
 from .._core.threads import fixed_threads
-from ._common import auto_epochs, jsonable, seeded, start_adata
+from ._common import seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
 from ._options import check_float, check_int, check_key_added, check_widths, resolve_seed
 
@@ -140,7 +140,8 @@ def den(
     ``adata.uns['den']``
         ``params`` (settings and the final ``n_clusters``), ``spectrum`` (Laplacian eigenvalues,
         threshold, K counted from them, and ``merges``: one row ``(a, b, connectivity)`` per
-        join), ``model``, ``history``.
+        join), ``model``, ``history``, ``timings`` (seconds per stage: ``input``, ``graph``,
+        ``training``, ``clustering``, ``transform``).
     """
     adata = start_adata(adata, "den", copy, backed_ok=True)
     n_components = check_int(n_components, "n_components")
@@ -170,13 +171,17 @@ def den(
             f"den with n_neighbors={n_neighbors} needs at least {2 * (n_neighbors + 1)} cells, "
             f"got {adata.n_obs}. Lower `n_neighbors`."
         )
-    start = logg.info("computing differentiating embedding network (DEN)")
-    inp, features = prepare_input(
-        adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state, func="den"
-    )
-    found = knn_from_scanpy(adata, n_neighbors, use_rep, n_pcs)
-    idx, _ = found if found is not None else knn(features, n_neighbors, random_state=random_state)
-    near = mutual_near_pairs(idx)
+    run = Run("den", "computing differentiating embedding network (DEN)")
+    with run.stage("input"):
+        inp, features = prepare_input(
+            adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state, func="den"
+        )
+    with run.stage("graph"):
+        found = knn_from_scanpy(adata, n_neighbors, use_rep, n_pcs)
+        idx, _ = (
+            found if found is not None else knn(features, n_neighbors, random_state=random_state)
+        )
+        near = mutual_near_pairs(idx)
     if n_epochs is None:
         n_epochs = auto_epochs(adata.n_obs, batch_size, min_steps=1000, max_steps=4000, passes=30)
     if n_finetune_epochs is None:
@@ -187,14 +192,99 @@ def den(
     trainer = Trainer(IndexedNetwork(features, network), device=device, random_state=random_state)
     pairs = DENPairs(n_components, corr_weight)
     sampler = PairSampler(near, features, batch_size)
-    trainer.optimize(
-        pairs, sampler, n_epochs=n_epochs, learning_rate=learning_rate, phase="siamese"
-    )
+    run.train(trainer, [Phase("siamese", pairs, sampler, n_epochs, learning_rate)])
     # clusters from a half-trained map and an untrained head are no result: write nothing
     trainer.check_publishable("den", needs=("siamese",))
 
     # parametric clustering: K from the spectrum, pseudo-labels, a head, joint fine-tuning
-    Z = network.cpu().transform(features)
+    with run.stage("clustering"):
+        spec, pseudo, merges = _pseudo_labels(
+            network.cpu().transform(features),
+            features,
+            n_clusters=n_clusters,
+            resolution=resolution,
+            eigen_threshold=eigen_threshold,
+            merge_threshold=merge_threshold,
+            max_clusters=max_clusters,
+            snap=snap,
+            random_state=random_state,
+        )
+    K = int(pseudo.max()) + 1
+    weights = balanced_weights(pseudo, K)
+    with seeded(random_state + 1):
+        network.add_cluster_head(K)
+    trainer.encoder.to(trainer.device)
+    head = Classification(weights, head="cluster_logits")
+    phases = [
+        Phase(
+            "cluster_head",
+            head,
+            CellSampler(adata.n_obs, batch_size, pseudo),
+            max(10, n_epochs // 10),
+            learning_rate,
+            parameters=network.cluster_head.parameters(),
+        ),
+        Phase(
+            "finetune",
+            Sum([pairs, head]),
+            PairSampler(near, features, batch_size, labels=pseudo),
+            n_finetune_epochs,
+            0.3 * learning_rate,
+        ),
+    ]
+    run.train(trainer, phases)
+
+    trainer.check_publishable("den", needs=("siamese", "cluster_head"))
+    network = network.cpu().eval()
+    with run.stage("transform"):
+        Z = network.transform(features)
+        proba = network.cluster_proba(Z)
+    order = np.argsort(-np.bincount(proba.argmax(1), minlength=K), kind="stable")
+    proba = proba[:, order]
+    names = [str(r) for r in range(K)]
+    clusters = pd.Categorical.from_codes(proba.argmax(1), categories=names)
+    params = settings_of(
+        den,
+        locals(),
+        n_clusters=K,
+        n_clusters_auto=n_clusters is None,
+        n_near_pairs=len(near),
+        **run.trained(),
+    )
+    model = Model.from_parts("den", inp, network, cluster_order=order.tolist())
+    spectrum = {
+        "eigenvalues": spec.eigenvalues,
+        "threshold": spec.threshold,
+        "n_clusters": spec.n_clusters,
+        "merges": np.array(merges, dtype=np.float64).reshape(-1, 3),
+    }
+    run.write(
+        adata,
+        key_added,
+        {"params": params, "spectrum": spectrum, "model": model.to_uns()},
+        obsm={f"X_{key_added}": Z, f"{key_added}_proba": proba},
+        obs={key_added: clusters.remove_unused_categories()},
+        message=f"    found {K} clusters",
+    )
+    return adata if copy else None
+
+
+def _pseudo_labels(
+    Z: np.ndarray,
+    features: np.ndarray,
+    *,
+    n_clusters: int | None,
+    resolution: float,
+    eigen_threshold: float,
+    merge_threshold: float | None,
+    max_clusters: int,
+    snap: bool,
+    random_state: int,
+):
+    """K and pseudo-labels from the Siamese map: landmark spectral clusters, each cell labelled
+    by its nearest landmark, then (K found, not given) clusters joined by the feature graph's
+    connectivity and, with ``snap``, snapped to its communities. Returns (spectrum, labels,
+    merges)."""
     spec = spectral_clusters(
         Z,
         resolution=resolution,
@@ -207,91 +297,11 @@ def den(
     pseudo = spec.labels[nearest.kneighbors(Z, return_distance=False)[:, 0]]
     merges = []
     if n_clusters is None and (merge_threshold or snap):
-        graph, dist = knn(
-            features, min(MERGE_NEIGHBORS, adata.n_obs - 1), random_state=random_state
-        )
+        graph, dist = knn(features, min(MERGE_NEIGHBORS, len(Z) - 1), random_state=random_state)
     if n_clusters is None and merge_threshold:
         pseudo, merges = merge_clusters(graph, pseudo, merge_threshold)
     if n_clusters is None and snap:
         k = min(SNAP_NEIGHBORS, graph.shape[1])
         communities = feature_communities(graph[:, :k], dist[:, :k], random_state=random_state)
         pseudo = snap_to_communities(pseudo, communities)
-    K = int(pseudo.max()) + 1
-    weights = balanced_weights(pseudo, K)
-    with seeded(random_state + 1):
-        network.add_cluster_head(K)
-    trainer.encoder.to(trainer.device)
-    head = Classification(weights, head="cluster_logits")
-    trainer.optimize(
-        head,
-        CellSampler(adata.n_obs, batch_size, pseudo),
-        n_epochs=max(10, n_epochs // 10),
-        learning_rate=learning_rate,
-        phase="cluster_head",
-        parameters=network.cluster_head.parameters(),
-    )
-    trainer.optimize(
-        Sum([pairs, head]),
-        PairSampler(near, features, batch_size, labels=pseudo),
-        n_epochs=n_finetune_epochs,
-        learning_rate=0.3 * learning_rate,
-        phase="finetune",
-    )
-
-    trainer.check_publishable("den", needs=("siamese", "cluster_head"))
-    network = network.cpu().eval()
-    Z = network.transform(features)
-    proba = network.cluster_proba(Z)
-    order = np.argsort(-np.bincount(proba.argmax(1), minlength=K), kind="stable")
-    proba = proba[:, order]
-    labels = proba.argmax(1)
-    names = [str(r) for r in range(K)]
-    clusters = pd.Categorical.from_codes(labels, categories=names).remove_unused_categories()
-    params = jsonable(
-        dict(
-            n_components=n_components,
-            n_neighbors=n_neighbors,
-            use_rep=use_rep,
-            n_pcs=n_pcs,
-            layer=layer,
-            n_clusters=K,
-            n_clusters_auto=n_clusters is None,
-            resolution=resolution,
-            eigen_threshold=eigen_threshold,
-            merge_threshold=merge_threshold,
-            hidden=hidden,
-            n_epochs=n_epochs,
-            n_finetune_epochs=n_finetune_epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            corr_weight=corr_weight,
-            random_state=random_state,
-            device=str(trainer.device),
-            n_near_pairs=len(near),
-            interrupted=trainer.interrupted,
-            finished_phases=trainer.finished_phases,
-        )
-    )
-    model = Model.from_parts("den", inp, network, cluster_order=order.tolist())
-    adata.obsm[f"X_{key_added}"] = Z
-    adata.obs[key_added] = clusters
-    adata.obsm[f"{key_added}_proba"] = proba
-    adata.uns[key_added] = {
-        "params": params,
-        "spectrum": {
-            "eigenvalues": spec.eigenvalues,
-            "threshold": spec.threshold,
-            "n_clusters": spec.n_clusters,
-            "merges": np.array(merges, dtype=np.float64).reshape(-1, 3),
-        },
-        "model": model.to_uns(),
-        "history": trainer.history_arrays(),
-    }
-    logg.info(
-        f"    found {K} clusters",
-        time=start,
-        deep=f"added\n    'X_{key_added}', '{key_added}_proba' (adata.obsm)\n"
-        f"    '{key_added}', clusters (adata.obs)\n"
-        f"    '{key_added}', params, spectrum, model and history (adata.uns)",
-    )
-    return adata if copy else None
+    return spec, pseudo, merges

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 from anndata import AnnData
-from scanpy import logging as logg
 
 from .._core.data import prepare_input
-from .._core.engine import CellSampler, EdgeSampler, Trainer, resolve_device
+from .._core.engine import CellSampler, Trainer, resolve_device
 from .._core.graph import neighbor_graph
 from .._core.model import Model
 from .._core.networks import IndexedNetwork, Network
-from .._core.objectives import AttractionRepulsion, Classification, balanced_weights
+from .._core.objectives import Classification, balanced_weights
+from .._core.recipe import NeighborMap, Phase, Run, neighbor_phases, settings_of
 from .._core.threads import fixed_threads
-from ._common import auto_epochs, categorical_labels, jsonable, seeded, start_adata
+from ._common import auto_epochs, categorical_labels, seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
 from ._options import check_float, check_int, check_key_added, check_widths, resolve_seed
 
@@ -132,112 +131,84 @@ def ptsne(
             f"ptsne with perplexity={perplexity} needs at least {needed} cells (3 x perplexity + 1), "
             f"got {adata.n_obs}. Lower `perplexity` (at most {max((adata.n_obs - 1) // 3, 1)} here)."
         )
-    start = logg.info("computing parametric t-SNE")
+    run = Run("ptsne", "computing parametric t-SNE")
     codes = classes = None
     if labels is not None:
         codes, classes, labelled = categorical_labels(adata, labels)
-    marks = [time.perf_counter()]  # end of each stage: input, graph, training, transform
-    inp, features = prepare_input(
-        adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state, func="ptsne"
-    )
-    marks.append(time.perf_counter())
-    graph = neighbor_graph(
-        features,
-        affinity="tsne",
-        perplexity=perplexity,
-        adata=adata,
-        use_rep=use_rep,
-        n_pcs=n_pcs,
-        random_state=random_state,
-    )
-    marks.append(time.perf_counter())
+    with run.stage("input"):
+        inp, features = prepare_input(
+            adata,
+            use_rep=use_rep,
+            n_pcs=n_pcs,
+            layer=layer,
+            random_state=random_state,
+            func="ptsne",
+        )
+    with run.stage("graph"):
+        graph = neighbor_graph(
+            features,
+            affinity="tsne",
+            perplexity=perplexity,
+            adata=adata,
+            use_rep=use_rep,
+            n_pcs=n_pcs,
+            random_state=random_state,
+        )
     if n_epochs is None:
         n_epochs = auto_epochs(adata.n_obs, batch_size)
 
     with seeded(random_state):
         network = Network(features.shape[1], hidden, n_components, len(classes) if classes else 0)
     trainer = Trainer(IndexedNetwork(features, network), device=device, random_state=random_state)
+    phases, groups = [], None
     if labels is not None:
         keep = np.flatnonzero(labelled)
-        weights = balanced_weights(codes[keep], len(classes))
-        sampler = CellSampler(adata.n_obs, min(batch_size, 256), codes, cells=keep)
-        trainer.optimize(
-            Classification(weights),
-            sampler,
-            n_epochs=n_pretrain_epochs,
-            learning_rate=learning_rate,
-            phase="pretrain",
+        phases.append(
+            Phase(
+                "pretrain",
+                Classification(balanced_weights(codes[keep], len(classes))),
+                CellSampler(adata.n_obs, min(batch_size, 256), codes, cells=keep),
+                n_pretrain_epochs,
+                learning_rate,
+            )
         )
-    edges = EdgeSampler(graph, batch_size)
-    # after pretraining, the trunk keeps what it learnt from the labels: it moves 10x slower
-    groups = None
-    if labels is not None:
+        # after pretraining, the trunk keeps what it learnt from the labels: it moves 10x slower
         groups = [
             {"params": list(network.trunk.parameters()), "lr": 0.1 * learning_rate},
             {"params": list(network.embed.parameters())},
         ]
-    n_early = int(round(exaggeration_fraction * n_epochs)) if early_exaggeration != 1 else 0
-    trainer.optimize(
-        AttractionRepulsion(exaggeration=early_exaggeration),
-        edges,
-        n_epochs=n_early,
-        learning_rate=learning_rate,
-        phase="exaggeration",
-        parameters=groups,
-    )
-    trainer.optimize(
-        AttractionRepulsion(),
-        edges,
-        n_epochs=n_epochs - n_early,
-        learning_rate=learning_rate,
-        phase="embedding",
-        parameters=groups,
+    tsne = NeighborMap(
+        early_exaggeration=early_exaggeration,
+        exaggeration_fraction=exaggeration_fraction,
         final_lr_fraction=final_lr_fraction,
     )
-
+    phases += neighbor_phases(
+        tsne,
+        graph,
+        trainer,
+        parametric=True,
+        n_epochs=n_epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        parameters=groups,
+    )
+    run.train(trainer, phases)
     trainer.check_publishable("ptsne", any_of=("exaggeration", "embedding"))
     network = network.cpu().eval()
-    marks.append(time.perf_counter())
-    coords = network.transform(features)
-    marks.append(time.perf_counter())
-    timings = dict(
-        zip(("input", "graph", "training", "transform"), np.diff(marks).tolist(), strict=True)
-    )
-    params = jsonable(
-        dict(
-            n_components=n_components,
-            perplexity=perplexity,
-            use_rep=use_rep,
-            n_pcs=n_pcs,
-            layer=layer,
-            labels=labels,
-            hidden=hidden,
-            n_epochs=n_epochs,
-            n_pretrain_epochs=n_pretrain_epochs if labels else None,
-            early_exaggeration=early_exaggeration,
-            exaggeration_fraction=exaggeration_fraction,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            final_lr_fraction=final_lr_fraction,
-            random_state=random_state,
-            device=str(trainer.device),
-            n_edges=len(graph.weights),
-            interrupted=trainer.interrupted,
-            finished_phases=trainer.finished_phases,
-        )
+    with run.stage("transform"):
+        coords = network.transform(features)
+    params = settings_of(
+        ptsne,
+        locals(),
+        n_pretrain_epochs=n_pretrain_epochs if labels else None,
+        n_edges=len(graph.weights),
+        **run.trained(),
     )
     model = Model.from_parts("ptsne", inp, network, classes=classes)
-    adata.obsm[f"X_{key_added}"] = coords
-    adata.uns[key_added] = {
-        "params": params,
-        "model": model.to_uns(),
-        "history": trainer.history_arrays(),
-        "timings": timings,
-    }
-    logg.info(
-        "    finished",
-        time=start,
-        deep=f"added\n    'X_{key_added}', coordinates (adata.obsm)\n"
-        f"    '{key_added}', params, model and history (adata.uns)",
+    run.write(
+        adata,
+        key_added,
+        {"params": params, "model": model.to_uns()},
+        obsm={f"X_{key_added}": coords},
     )
     return adata if copy else None

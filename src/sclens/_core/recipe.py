@@ -1,0 +1,287 @@
+"""Methods as recipes: what a tool trains is data, and one driver keeps the books.
+
+A tool validates its options, then describes its method: the input, the graph, the encoder and
+a list of :class:`Phase` (objective, sampler, epochs, schedule). :class:`Run` owns what every
+tool does the same way: timing each stage, running the phases in order on one
+:class:`~sclens._core.engine.Trainer`, capturing the settings from the tool's own signature,
+writing the results into the AnnData and logging what was added.
+
+Neighbour embeddings (t-SNE, UMAP, LLE with forces, parametric t-SNE) share one more layer:
+:class:`NeighborMap`, the forces and schedule as data, and :func:`neighbor_phases`, the
+exaggeration and embedding phases they all train.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from anndata import AnnData
+from scanpy import logging as logg
+
+from .data import fit_pca
+from .engine import CellSampler, EdgeSampler, Trainer
+from .graph import Graph
+from .objectives import AttractionRepulsion
+
+__all__ = [
+    "Phase",
+    "Run",
+    "NeighborMap",
+    "neighbor_phases",
+    "settings_of",
+    "auto_epochs",
+    "initial_coordinates",
+    "standardise",
+    "seeded",
+]
+
+#: options of a tool that say where results go, not how they were made
+_NOT_SETTINGS = ("adata", "copy", "key_added")
+
+
+@dataclass
+class Phase:
+    """One stretch of training: an objective on batches from a sampler, for ``n_epochs``."""
+
+    name: str
+    objective: Callable
+    sampler: Any
+    n_epochs: int
+    learning_rate: float
+    final_lr_fraction: float = 1.0
+    optimizer: str = "adam"
+    parameters: list | None = None
+    callbacks: Sequence = ()
+
+
+def settings_of(func: Callable, values: Mapping[str, Any], **resolved) -> dict:
+    """``params`` for ``.uns``: every option of ``func``'s signature with the value it ran with.
+
+    ``values`` holds the options after validation (the tool's ``locals()``); ``resolved``
+    overrides or adds what was decided at run time (``n_epochs=None`` -> the epochs run, the
+    device used, counts of edges or pairs). ``None`` values are dropped, sequences become lists.
+    """
+    names = [
+        p for p in inspect.signature(inspect.unwrap(func)).parameters if p not in _NOT_SETTINGS
+    ]
+    out: dict[str, Any] = {name: values[name] for name in names}
+    out.update(resolved)
+    return {
+        k: (list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v)
+        for k, v in out.items()
+        if v is not None
+    }
+
+
+class Run:
+    """The bookkeeping of one tool call: stage timings, training, writing and logging."""
+
+    def __init__(self, tool: str, description: str):
+        self.tool = tool
+        self.start = logg.info(description)
+        self.timings: dict[str, float] = {}
+        self.trainer: Trainer | None = None
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage (``input``, ``graph``, ``training``, ``transform``, ...)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+    def train(self, trainer: Trainer, phases: Sequence[Phase]) -> Trainer:
+        """Run ``phases`` in order (timed as ``training``); Ctrl-C stops at the current one."""
+        self.trainer = trainer
+        with self.stage("training"):
+            for p in phases:
+                trainer.optimize(
+                    p.objective,
+                    p.sampler,
+                    n_epochs=p.n_epochs,
+                    learning_rate=p.learning_rate,
+                    phase=p.name,
+                    parameters=p.parameters,
+                    callbacks=p.callbacks,
+                    final_lr_fraction=p.final_lr_fraction,
+                    optimizer=p.optimizer,
+                )
+        return trainer
+
+    def trained(self) -> dict[str, Any]:
+        """What every trained tool records: the device and whether a Ctrl-C cut training."""
+        t = self.trainer
+        return dict(
+            device=str(t.device), interrupted=t.interrupted, finished_phases=t.finished_phases
+        )
+
+    def write(
+        self,
+        adata: AnnData,
+        key_added: str,
+        uns: dict,
+        *,
+        obsm: Mapping[str, np.ndarray] = {},
+        obs: Mapping[str, Any] = {},
+        obsp: Mapping[str, Any] = {},
+        message: str = "    finished",
+    ) -> None:
+        """Write the results (nothing before: a failed run leaves ``adata`` as it was) and log
+        them; ``uns`` becomes ``adata.uns[key_added]``, with the history and timings added."""
+        if self.trainer is not None and self.trainer.history:
+            uns = {**uns, "history": self.trainer.history_arrays()}
+        uns = {**uns, "timings": dict(self.timings)}
+        lines = []
+        for slot, entries in (("obsm", obsm), ("obs", obs), ("obsp", obsp)):
+            for k, v in entries.items():
+                getattr(adata, slot)[k] = v
+            if entries:
+                lines.append(f"    {', '.join(repr(k) for k in entries)} (adata.{slot})")
+        adata.uns[key_added] = uns
+        lines.append(f"    {key_added!r}: {', '.join(uns)} (adata.uns)")
+        logg.info(message, time=self.start, deep="added\n" + "\n".join(lines))
+
+
+@dataclass(frozen=True)
+class NeighborMap:
+    """A neighbour embedding as data: the forces between cells and how they are scheduled.
+
+    Cells attract along the edges of the graph and repel other cells, with the kernel
+    ``1 / (1 + a d^{2b})``; ``normalization`` in [0, 1] chooses the repulsion (1: t-SNE's,
+    normalised by the sum of all similarities; 0: UMAP's). Training runs an exaggeration phase
+    (``early_exaggeration`` on the attraction for ``exaggeration_fraction`` of the epochs) and
+    an embedding phase whose learning rate decays linearly to ``final_lr_fraction``.
+    """
+
+    normalization: float = 1.0
+    a: float = 1.0
+    b: float = 1.0
+    early_exaggeration: float = 4.0
+    exaggeration_fraction: float = 0.25
+    final_lr_fraction: float = 1.0
+    n_negatives: int | None = 256
+
+
+def neighbor_phases(
+    recipe: NeighborMap,
+    graph: Graph,
+    trainer: Trainer,
+    *,
+    parametric: bool,
+    n_epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    parameters: list | None = None,
+) -> list[Phase]:
+    """The exaggeration and embedding phases of ``recipe`` on ``graph``.
+
+    A coordinate table trains on batches of cells (each pulled by all its graph neighbours), a
+    network on batches of graph edges: each is the better of the two for it
+    (``docs/methods/ardr.md``).
+    """
+    n = graph.n
+    sampler = EdgeSampler(graph, batch_size) if parametric else CellSampler(n, batch_size)
+    affinities = None if parametric else graph.to_sparse()
+    exaggerate = recipe.early_exaggeration != 1
+    n_early = int(round(recipe.exaggeration_fraction * n_epochs)) if exaggerate else 0
+
+    def forces(exaggeration: float) -> AttractionRepulsion:
+        return AttractionRepulsion(
+            affinities,
+            normalization=float(recipe.normalization),
+            exaggeration=exaggeration,
+            a=recipe.a,
+            b=recipe.b,
+            n_negatives=recipe.n_negatives,
+            generator=trainer.generator,
+        )
+
+    return [
+        Phase(
+            "exaggeration",
+            forces(recipe.early_exaggeration),
+            sampler,
+            n_early,
+            learning_rate,
+            parameters=parameters,
+        ),
+        Phase(
+            "embedding",
+            forces(1.0),
+            sampler,
+            n_epochs - n_early,
+            learning_rate,
+            final_lr_fraction=recipe.final_lr_fraction,
+            parameters=parameters,
+        ),
+    ]
+
+
+def auto_epochs(
+    n_cells: int,
+    batch_size: int,
+    *,
+    min_steps: int = 1500,
+    max_steps: int = 3000,
+    passes: float = 20.0,
+) -> int:
+    """Epochs (passes of ``n_cells`` edges) giving ``passes`` data passes, clipped to a step budget."""
+    steps_per_epoch = max(1, n_cells // batch_size)
+    steps = int(np.clip(passes * steps_per_epoch, min_steps, max_steps))
+    return max(1, int(np.ceil(steps / steps_per_epoch)))
+
+
+def initial_coordinates(
+    init: str,
+    features: np.ndarray,
+    graph: Graph | None,
+    n_components: int,
+    random_state: int,
+    *,
+    given: np.ndarray | None = None,
+) -> np.ndarray:
+    """Starting coordinates of a table: ``'random'`` (small Gaussian), ``'pca'`` (the features'
+    first principal components), ``'spectral'`` (eigenvectors of the graph's Laplacian) or
+    ``given`` (e.g. an ``.obsm`` map)."""
+    if init == "random":
+        rng = np.random.default_rng(random_state)
+        return 1e-2 * rng.standard_normal((len(features), n_components))
+    if init == "pca":
+        mean, comps = fit_pca(features, n_components, random_state=random_state)
+        return (features - mean) @ comps
+    if init == "spectral":
+        from sklearn.manifold import spectral_embedding
+
+        return spectral_embedding(
+            graph.to_sparse(), n_components=n_components, random_state=random_state, drop_first=True
+        )
+    return given[:, :n_components]
+
+
+def standardise(Y: np.ndarray) -> np.ndarray:
+    """Centre and scale so the first column has unit standard deviation."""
+    Y = Y - Y.mean(0)
+    return Y / (Y[:, 0].std() or 1.0)
+
+
+class seeded:
+    """Context manager: torch's global RNG seeded for network initialisation, then restored."""
+
+    def __init__(self, random_state: int):
+        self.random_state = int(random_state)
+
+    def __enter__(self):
+        self._fork = torch.random.fork_rng(devices=[])
+        self._fork.__enter__()
+        torch.manual_seed(self.random_state)
+
+    def __exit__(self, *exc):
+        return self._fork.__exit__(*exc)
