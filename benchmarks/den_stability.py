@@ -62,7 +62,7 @@ def main() -> None:
         full = sl.tl.den(adata, random_state=seed, copy=True, **params)
         secs = time.perf_counter() - t0
         ref = sl.tl.den(adata[~held].copy(), random_state=seed, copy=True, **params)
-        query = sl.tl.project(adata[held].copy(), ref, key="den", copy=True)
+        query = sl.tl.project(adata[held].copy(), ref, model_key="den", copy=True)
         row = {
             "dataset": name,
             "params": params,

@@ -274,7 +274,7 @@ def test_projection_is_deterministic_and_survives_h5ad_and_npz(split_gne, tmp_pa
     np.testing.assert_array_equal(back.obsm["X_gne"], ref.obsm["X_gne"])
     b = sl.tl.project(q, back, model_key="gne", copy=True)
     sl.save_model(ref, "gne", tmp_path / "gne.npz")
-    c = sl.tl.project(q, sl.load_model(tmp_path / "gne.npz"), key="gne", copy=True)
+    c = sl.tl.project(q, sl.load_model(tmp_path / "gne.npz"), model_key="gne", copy=True)
     for other in (b, c):
         np.testing.assert_array_equal(other.obsm["X_gne"], a.obsm["X_gne"])
         np.testing.assert_array_equal(other.obs["gne_novelty"], a.obs["gne_novelty"])

@@ -316,3 +316,23 @@ def test_foreign_files_are_refused_with_model_error(tmp_path):
         zf.writestr("evil.npy", buf.getvalue())
     with pytest.raises(ModelError, match="'evil' holds Python objects, which only pickle"):
         sl.load_model(tmp_path / "pickled.npz")
+
+
+@pytest.mark.parametrize("key", KINDS)
+def test_a_model_places_cells_by_its_parts_not_its_name(trained, query, key):
+    """``Model.place`` asks the model's parts (network, cluster head, decoder and reference),
+    never the method's name: renamed, a model places cells exactly as before."""
+    model = Model.from_uns(trained.uns[key]["model"])
+    X = np.asarray(query.X)
+    placed = model.place(X)
+    renamed = Model("some_new_method", dict(model.config, method="x"), model.arrays).place(X)
+    for name, values in placed.items():
+        np.testing.assert_array_equal(renamed[name], values)
+    assert ("proba" in placed) == (key == "den")
+    assert ("novelty" in placed) == (key == "gne")
+    if key == "gne":
+        with pytest.raises(ModelError, match="no encoder"):
+            model.embed(X)
+    else:
+        np.testing.assert_array_equal(model.embed(X), placed["coords"])
+        np.testing.assert_allclose(placed["coords"], _project(query, trained, key).obsm[f"X_{key}"])

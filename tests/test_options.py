@@ -85,7 +85,7 @@ def test_a_valid_key_survives_h5ad_round_trip(pbmc, tmp_path):
     pbmc.write_h5ad(tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad")
     assert {"ptsne.v2-a", "bulk_labels_colors", "pca"} <= set(back.uns)
-    sl.tl.project(pbmc.copy(), back, key="ptsne.v2-a")
+    sl.tl.project(pbmc.copy(), back, model_key="ptsne.v2-a")
 
 
 def test_random_state_none_draws_and_records_a_seed(pbmc):

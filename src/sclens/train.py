@@ -4,7 +4,7 @@
     torchrun --nproc-per-node 4 -m sclens.train --method ptsne --input atlas.h5ad --output out.h5ad
 
 The output is the input AnnData with the map, settings and model written as ``sl.tl.<method>``
-writes them (``obsm['X_<key>']``, ``uns[<key>]``), so ``sl.tl.project(query, ref, key=...)`` and
+writes them (``obsm['X_<key>']``, ``uns[<key>]``), so ``sl.tl.project(query, ref, model_key=...)`` and
 ``sl.save_model`` read it. Under ``torchrun`` every process loads the data, builds the same
 input layer and neighbour graph, and trains on its own share of each epoch's minibatches through
 ``torch.nn.parallel.DistributedDataParallel`` (``gloo`` on CPU, ``nccl`` on GPUs); gradients are

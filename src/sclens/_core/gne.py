@@ -17,7 +17,18 @@ from scipy import sparse
 
 from .data import InputLayer, check_key, fit_pca, get_matrix, value_profile, warn_if_counts
 from .engine import Callback, CellSampler, Trainer
-from .generative import gene_errors
+from .generative import (
+    excess,
+    excess_of,
+    gene_errors,
+    gene_thresholds,
+    local_level,
+    local_thresholds,
+    novelty,
+    place,
+    smooth_over_query,
+    tail_errors,
+)
 from .networks import CoordinateTable, Decoder, GenerativeMap
 from .objectives import NeighborAttraction, Reconstruction, Sum
 from .recipe import seeded
@@ -34,6 +45,8 @@ __all__ = [
     "new_decoder",
     "fit_generative",
     "reconstruction_errors",
+    "reference_arrays",
+    "place_on_decoder",
 ]
 
 #: standard deviation of the first map axis after initialisation; ``noise`` is in these units
@@ -242,3 +255,67 @@ def reconstruction_errors(
 
 
 # -- the public function ------------------------------------------------------------------------
+
+
+# -- the reference a GNE model carries for projection: written by sl.tl.gne, read by project --
+#: arrays of the reference; a model without them was made before projection stored them
+REFERENCE_ARRAYS = ("ref.coords", "ref.gene_threshold", "ref.tail_indptr", "ref.excess")
+
+
+def reference_arrays(
+    decoder: Decoder, X: np.ndarray, coords: np.ndarray, cell_err: np.ndarray, random_state: int
+) -> dict[str, np.ndarray]:
+    """What projection needs without the AnnData, for up to ``N_REFERENCE`` reference cells:
+    their positions (starts) and errors, each gene's 99.5th-percentile error, the errors above
+    it (for local thresholds, :func:`sclens._core.generative.excess`) and the cells' own excess
+    (each leaving itself out of its neighbours)."""
+    rng = np.random.default_rng(random_state)
+    sub = np.sort(rng.choice(len(X), size=min(N_REFERENCE, len(X)), replace=False))
+    sub_errors = np.concatenate([e for _, e in gene_errors(decoder, X[sub], coords[sub])])
+    thresholds = gene_thresholds(sub_errors)
+    tails = tail_errors(sub_errors, thresholds)
+    local = local_thresholds(coords[sub], coords[sub], tails, thresholds, leave_out_self=True)
+    return {
+        "ref.coords": coords[sub],
+        "ref.error": cell_err[sub],
+        "ref.gene_threshold": thresholds,
+        "ref.tail_indptr": tails.indptr.astype(np.int64),
+        "ref.tail_indices": tails.indices.astype(np.int32),
+        "ref.tail_values": tails.data,
+        "ref.excess": excess_of(sub_errors, local),
+    }
+
+
+def place_on_decoder(
+    decoder: Decoder,
+    arrays: dict[str, np.ndarray],
+    settings: dict,
+    X: np.ndarray,
+    device,
+    novelty_neighbors: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GNE projection with the stored reference (``arrays`` of :func:`reference_arrays`):
+    multi-start optimisation against the frozen decoder, then novelty per cell and relative to
+    the reference cells where each cell lies, averaged over its nearest query cells.
+
+    Returns the coordinates, the relative (group) novelty and the per-cell novelty."""
+    ref_coords = np.asarray(arrays["ref.coords"], dtype=np.float32)
+    coords = place(
+        decoder,
+        X,
+        ref_coords,
+        n_starts=int(settings.get("n_starts", 4)),
+        steps=int(settings.get("steps", PLACE_STEPS)),
+        learning_rate=float(settings.get("learning_rate", PLACE_LR)),
+        device=device,
+    )
+    thresholds = np.asarray(arrays["ref.gene_threshold"], dtype=np.float64)
+    tails = sparse.csr_matrix(
+        (arrays["ref.tail_values"], arrays["ref.tail_indices"], arrays["ref.tail_indptr"]),
+        shape=(len(ref_coords), len(thresholds)),
+    )
+    ref_excess = np.asarray(arrays["ref.excess"], dtype=np.float64)
+    score = novelty(excess(decoder, X, coords, thresholds, ref_coords, tails), ref_excess)
+    level = local_level(coords, ref_coords, novelty(ref_excess, ref_excess))
+    relative = smooth_over_query(score - level, X, decoder.config["likelihood"], novelty_neighbors)
+    return coords, relative, score

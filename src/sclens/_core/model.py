@@ -26,6 +26,7 @@ import torch
 from scipy import sparse
 
 from .data import InputLayer
+from .gne import REFERENCE_ARRAYS, place_on_decoder
 from .networks import Decoder, Network
 
 __all__ = ["Model", "ModelError"]
@@ -251,6 +252,54 @@ class Model:
         )
         model.arrays.update({k: np.asarray(v) for k, v in (arrays or {}).items()})
         return model
+
+    @property
+    def has_decoder(self) -> bool:
+        return "decoder" in self.config
+
+    def embed(self, X, device: str | torch.device = "cpu") -> np.ndarray:
+        """Coordinates of expression ``X`` (the model's genes, in order): the network's forward
+        pass through the frozen input layer. Decoder models have no encoder: see :meth:`place`."""
+        if self.has_decoder:
+            raise ModelError(
+                f"the {self.method!r} model has a decoder and no encoder: cells are placed by "
+                "optimisation, `Model.place`."
+            )
+        return self.network(device).transform(self.input_layer.transform(X))
+
+    def place(
+        self, X, device: str | torch.device = "cpu", *, novelty_neighbors: int = 15
+    ) -> dict[str, np.ndarray]:
+        """Place cells (expression ``X`` of the model's genes) on the map, whatever the model.
+
+        Returns ``coords``, and where the model has the parts for them: ``proba`` (cluster
+        probabilities, columns in the order the tool numbered its clusters) for a network with
+        a cluster head; ``novelty`` and ``novelty_cell`` for a decoder (GNE) with its reference.
+        """
+        if self.has_decoder:
+            missing = [k for k in REFERENCE_ARRAYS if k not in self.arrays]
+            if missing:
+                raise ModelError(
+                    f"the {self.method!r} model has no {missing[0]!r} array (reference positions "
+                    "and error thresholds); it was made by an older sclens: run `sl.tl.gne` on "
+                    "the reference again."
+                )
+            coords, relative, per_cell = place_on_decoder(
+                self.decoder(device),
+                self.arrays,
+                self.config.get("projection", {}),
+                X,
+                device,
+                novelty_neighbors,
+            )
+            return {"coords": coords, "novelty": relative, "novelty_cell": per_cell}
+        network = self.network(device)
+        coords = network.transform(self.input_layer.transform(X))
+        out = {"coords": coords}
+        if network.cluster_head is not None:
+            order = self.config.get("cluster_order", list(range(network.config["n_clusters"])))
+            out["proba"] = network.cluster_proba(coords)[:, order]
+        return out
 
     def decoder(self, device: str | torch.device = "cpu") -> Decoder:
         cfg = self.config.get("decoder")

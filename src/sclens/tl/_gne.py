@@ -11,15 +11,9 @@ from anndata import AnnData
 from .._core.data import fit_pca
 from .._core.engine import resolve_device
 from .._core.generative import (
-    excess_of,
-    gene_errors,
-    gene_thresholds,
-    local_thresholds,
     place,
-    tail_errors,
 )
 from .._core.gne import (
-    N_REFERENCE,
     PLACE_LR,
     PLACE_STEPS,
     check_init,
@@ -29,6 +23,7 @@ from .._core.gne import (
     log_scale,
     new_decoder,
     reconstruction_errors,
+    reference_arrays,
 )
 from .._core.graph import knn
 from .._core.model import Model
@@ -226,24 +221,7 @@ def gne(
         decoder = decoder.cpu().eval()
         cell_err, gene_err = reconstruction_errors(decoder, coords, X)
 
-    # what projection needs without the AnnData: starting positions, and for novelty each gene's
-    # 99.5th-percentile error, the errors above it (for local thresholds: generative.excess) and
-    # the reference cells' own excess (each leaving itself out of its neighbours)
-    rng = np.random.default_rng(random_state)
-    sub = np.sort(rng.choice(len(X), size=min(N_REFERENCE, len(X)), replace=False))
-    sub_errors = np.concatenate([e for _, e in gene_errors(decoder, X[sub], coords[sub])])
-    thresholds = gene_thresholds(sub_errors)
-    tails = tail_errors(sub_errors, thresholds)
-    local = local_thresholds(coords[sub], coords[sub], tails, thresholds, leave_out_self=True)
-    arrays = {
-        "ref.coords": coords[sub],
-        "ref.error": cell_err[sub],
-        "ref.gene_threshold": thresholds,
-        "ref.tail_indptr": tails.indptr.astype(np.int64),
-        "ref.tail_indices": tails.indices.astype(np.int32),
-        "ref.tail_values": tails.data,
-        "ref.excess": excess_of(sub_errors, local),
-    }
+    arrays = reference_arrays(decoder, X, coords, cell_err, random_state)
     stored = Model.with_decoder(
         "gne",
         inp,
@@ -292,9 +270,10 @@ def generate(adata: AnnData | Model, coords, *, model_key: str = "gne") -> AnnDa
     from ._project import _reference_model
 
     model = _reference_model(adata, model_key)
-    if model.method != "gne":
+    if not model.has_decoder:
         raise ValueError(
-            f"`generate` needs a GNE model; uns[{model_key!r}] holds a {model.method!r} model."
+            f"`generate` needs a GNE model (one with a decoder); uns[{model_key!r}] holds a "
+            f"{model.method!r} model."
         )
     decoder = model.decoder()
     d = decoder.config["n_components"]

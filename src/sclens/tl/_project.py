@@ -9,13 +9,11 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scanpy import logging as logg
-from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
 from .._core.data import check_key, query_matrix
 from .._core.engine import resolve_device
-from .._core.generative import excess, local_level, novelty, place, smooth_over_query
-from .._core.model import Model, ModelError
+from .._core.model import Model
 from .._core.threads import fixed_threads
 from ._common import renamed_options, start_adata, stored_model
 from ._options import check_int, check_key_added
@@ -29,44 +27,6 @@ def _reference_model(ref: AnnData | Model, key: str) -> Model:
     if not isinstance(ref, AnnData):
         raise TypeError(f"`ref` must be an AnnData or an sclens Model, got {type(ref).__name__}.")
     return stored_model(ref, key, "ref")
-
-
-def _place_gne(
-    model: Model, X, device, novelty_neighbors: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GNE projection: multi-start optimisation against the frozen decoder, and novelty: per
-    cell, and relative to the reference cells where each cell lies, averaged over its nearest
-    query cells."""
-    needed = ("ref.coords", "ref.gene_threshold", "ref.tail_indptr", "ref.excess")
-    for k in needed:
-        if k not in model.arrays:
-            raise ModelError(
-                f"the GNE model has no {k!r} array (reference positions and error thresholds); "
-                "it was made by an older sclens: run `sl.tl.gne` on the reference again."
-            )
-    settings = model.config.get("projection", {})
-    decoder = model.decoder(device)
-    coords = place(
-        decoder,
-        X,
-        np.asarray(model.arrays["ref.coords"], dtype=np.float32),
-        n_starts=int(settings.get("n_starts", 4)),
-        steps=int(settings.get("steps", 20)),
-        learning_rate=float(settings.get("learning_rate", 0.1)),
-        device=device,
-    )
-    a = model.arrays
-    thresholds = np.asarray(a["ref.gene_threshold"], dtype=np.float64)
-    ref_coords = np.asarray(a["ref.coords"], dtype=np.float32)
-    tails = sparse.csr_matrix(
-        (a["ref.tail_values"], a["ref.tail_indices"], a["ref.tail_indptr"]),
-        shape=(len(ref_coords), len(thresholds)),
-    )
-    ref_excess = np.asarray(a["ref.excess"], dtype=np.float64)
-    score = novelty(excess(decoder, X, coords, thresholds, ref_coords, tails), ref_excess)
-    level = local_level(coords, ref_coords, novelty(ref_excess, ref_excess))
-    relative = smooth_over_query(score - level, X, decoder.config["likelihood"], novelty_neighbors)
-    return coords, relative, score
 
 
 def transfer_labels(
@@ -203,15 +163,8 @@ def project(
     adata = start_adata(adata, "project", copy)
     start = logg.info(f"projecting {adata.n_obs} cells onto the {model.method!r} map")
     X = query_matrix(adata, model.input_layer)
-    proba = score = cell_score = None
-    if model.method == "gne":
-        coords, score, cell_score = _place_gne(model, X, resolve_device(device), novelty_neighbors)
-    else:
-        network = model.network(resolve_device(device))
-        coords = network.transform(model.input_layer.transform(X))
-    if model.method != "gne" and network.cluster_head is not None:
-        order = model.config.get("cluster_order", list(range(network.config["n_clusters"])))
-        proba = network.cluster_proba(coords)[:, order]
+    placed = model.place(X, resolve_device(device), novelty_neighbors=novelty_neighbors)
+    coords, proba = placed["coords"], placed.get("proba")
     results = {}
     for col in transfer:
         results[col] = transfer_labels(
@@ -223,9 +176,9 @@ def project(
         names = [str(r) for r in range(proba.shape[1])]
         adata.obs[key_added] = pd.Categorical.from_codes(proba.argmax(1), categories=names)
         adata.obsm[f"{key_added}_proba"] = proba
-    if score is not None:
-        adata.obs[f"{key_added}_novelty"] = score
-        adata.obs[f"{key_added}_novelty_cell"] = cell_score
+    if "novelty" in placed:
+        adata.obs[f"{key_added}_novelty"] = placed["novelty"]
+        adata.obs[f"{key_added}_novelty_cell"] = placed["novelty_cell"]
     for col, (labels, conf) in results.items():
         adata.obs[col] = pd.Categorical(labels, categories=labels.categories)
         adata.obs[f"{col}_confidence"] = conf
