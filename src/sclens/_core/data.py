@@ -20,6 +20,7 @@ __all__ = [
     "check_key",
     "check_not_backed",
     "fit_pca",
+    "log_cp10k",
     "get_matrix",
     "prepare_input",
     "query_matrix",
@@ -533,3 +534,12 @@ def query_matrix(query: AnnData, inp: InputLayer, *, min_shared: float = 0.5):
     out = np.zeros((X.shape[0], n_ref), dtype=np.float64)
     out[:, cols] = np.asarray(X)[:, pos[shared]]
     return out
+
+
+def log_cp10k(X):
+    """``log1p`` of counts per 10,000 (each cell's total clipped at 1), the log-normalised scale
+    of raw counts; sparse stays sparse."""
+    lib = np.asarray(X.sum(1)).ravel().clip(1)
+    if sparse.issparse(X):
+        return (sparse.diags(1e4 / lib) @ X).log1p()
+    return np.log1p(X * (1e4 / lib)[:, None])

@@ -283,10 +283,8 @@ class Trainer:
             )
         from torch.nn.parallel import DistributedDataParallel
 
-        net = getattr(self.encoder, "network", None)
-        heads = net is not None and any(
-            getattr(net, h, None) is not None for h in ("classifier", "cluster_head")
-        )
+        # a head unused by this objective leaves parameters without gradients
+        heads = bool(getattr(getattr(self.encoder, "network", None), "has_heads", False))
         # the frozen feature table is a buffer every rank already holds: never broadcast it
         return DistributedDataParallel(
             self.encoder, broadcast_buffers=False, find_unused_parameters=heads

@@ -22,11 +22,11 @@ import torch
 from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
-from .data import InputLayer, fit_pca
+from .data import InputLayer, fit_pca, log_cp10k
 from .engine import CellSampler, Trainer
 from .graph import knn
 from .networks import CoordinateTable, Decoder, GenerativeMap
-from .objectives import Reconstruction, cell_error
+from .objectives import Reconstruction, cell_error, pairwise_sq_dists
 
 __all__ = [
     "place",
@@ -70,14 +70,9 @@ def _comparable(x: torch.Tensor, profiles: bool, likelihood: str) -> torch.Tenso
     return torch.log1p(1e4 * share)
 
 
-def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return d.clamp_min(0.0)
-
-
 @torch.no_grad()
 def _best_candidates(x: torch.Tensor, cand: torch.Tensor, k: int, likelihood: str) -> torch.Tensor:
-    d = _sq_dists(_comparable(x, False, likelihood), cand)
+    d = pairwise_sq_dists(_comparable(x, False, likelihood), cand)
     # stable tie-break: the lowest index first
     return torch.topk(-d, min(k, cand.shape[0]), dim=1, sorted=True).indices
 
@@ -283,12 +278,8 @@ def _log_profiles(X, likelihood: str):
     if likelihood == "mse":
         return X
     if sparse.issparse(X):
-        X = sparse.csr_matrix(X, dtype=np.float64)
-        depth = np.asarray(X.sum(1)).ravel()
-        out = sparse.diags(1e4 / np.maximum(depth, 1.0)) @ X
-        return out.log1p()
-    X = np.asarray(X, dtype=np.float64)
-    return np.log1p(1e4 * X / np.maximum(X.sum(1, keepdims=True), 1.0))
+        return log_cp10k(sparse.csr_matrix(X, dtype=np.float64))
+    return log_cp10k(np.asarray(X, dtype=np.float64))
 
 
 def smooth_over_query(

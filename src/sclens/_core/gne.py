@@ -15,7 +15,15 @@ import torch
 from anndata import AnnData
 from scipy import sparse
 
-from .data import InputLayer, check_key, fit_pca, get_matrix, value_profile, warn_if_counts
+from .data import (
+    InputLayer,
+    check_key,
+    fit_pca,
+    get_matrix,
+    log_cp10k,
+    value_profile,
+    warn_if_counts,
+)
 from .engine import Callback, CellSampler, Trainer
 from .generative import (
     excess,
@@ -93,12 +101,7 @@ def gene_matrix(
             raise ValueError(f"n_top_genes must be in [1, {adata.n_vars}], got {n_top_genes}.")
         V = X
         if likelihood == "nb":  # rank genes on the log-normalised scale
-            lib = np.asarray(X.sum(1)).ravel().clip(1)
-            V = (
-                (sparse.diags(1e4 / lib) @ X).log1p()
-                if sparse.issparse(X)
-                else np.log1p(X * (1e4 / lib)[:, None])
-            )
+            V = log_cp10k(X)
         Vf = V.astype(np.float64)
         m = np.asarray(Vf.mean(0)).ravel()
         sq = Vf.multiply(Vf) if sparse.issparse(Vf) else Vf**2
@@ -124,8 +127,7 @@ def log_scale(X: np.ndarray, likelihood: str) -> np.ndarray:
     """The data on a log-normalised scale: as given (mse) or ``log1p`` of counts per 10k (nb)."""
     if likelihood == "mse":
         return X
-    lib = X.sum(1, keepdims=True).clip(1)
-    return np.log1p(X * (1e4 / lib)).astype(np.float32)
+    return log_cp10k(X).astype(np.float32)
 
 
 def init_coords(

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .engine import CellSampler
-from .objectives import Loss
+from .objectives import Loss, pairwise_sq_dists
 from .recipe import Phase, auto_epochs
 
 __all__ = [
@@ -60,8 +60,7 @@ def sq_dists(X: torch.Tensor, metric: str = "euclidean") -> torch.Tensor:
         X = X / X.norm(dim=1, keepdim=True).clamp_min(1e-12)
         d = (1.0 - X @ X.T).clamp_min(0.0)
         return d * d
-    sq = (X * X).sum(1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * X @ X.T).clamp_min(0.0)
+    d2 = pairwise_sq_dists(X, X)
     return d2 * d2 if metric == "sqeuclidean" else d2
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "in_chunks",
     "Network",
     "IndexedNetwork",
     "CoordinateTable",
@@ -25,6 +26,19 @@ __all__ = [
     "Decoder",
     "GenerativeMap",
 ]
+
+
+@torch.no_grad()
+def in_chunks(module: nn.Module, X: np.ndarray, chunk_size: int, n_out: int, fn=None) -> np.ndarray:
+    """``fn`` (default: ``module`` itself) of the rows of ``X``, in fixed-size chunks on the
+    module's device, as one float32 array (``(0, n_out)`` for no rows)."""
+    fn = fn or module
+    device = next(module.parameters()).device
+    out = [
+        fn(torch.as_tensor(X[s : s + chunk_size], device=device)).cpu().numpy()
+        for s in range(0, len(X), chunk_size)
+    ]
+    return np.concatenate(out) if out else np.empty((0, n_out), np.float32)
 
 
 class Network(nn.Module):
@@ -63,6 +77,11 @@ class Network(nn.Module):
         if n_clusters > 0:
             self.add_cluster_head(n_clusters)
 
+    @property
+    def has_heads(self) -> bool:
+        """Whether any output besides the map exists (classifier, cluster head)."""
+        return self.classifier is not None or self.cluster_head is not None
+
     def add_cluster_head(self, n_clusters: int, width: int = 64) -> None:
         self.config["n_clusters"] = int(n_clusters)
         self.cluster_head = nn.Sequential(
@@ -77,32 +96,23 @@ class Network(nn.Module):
             raise RuntimeError("this network has no classifier head")
         return self.classifier(self.trunk(x))
 
-    @torch.no_grad()
     def transform(self, features: np.ndarray, chunk_size: int = 16384) -> np.ndarray:
         """Coordinates of a feature matrix, evaluated in fixed-size chunks on the network's device."""
-        device = next(self.parameters()).device
-        out = [
-            self(torch.as_tensor(features[s : s + chunk_size], device=device)).cpu().numpy()
-            for s in range(0, len(features), chunk_size)
-        ]
-        return (
-            np.concatenate(out) if out else np.empty((0, self.config["n_components"]), np.float32)
-        )
+        return in_chunks(self, features, chunk_size, self.config["n_components"])
 
     def cluster_logits(self, z: torch.Tensor) -> torch.Tensor:
         if self.cluster_head is None:
             raise RuntimeError("this network has no cluster head")
         return self.cluster_head(z)
 
-    @torch.no_grad()
     def cluster_proba(self, coords: np.ndarray, chunk_size: int = 16384) -> np.ndarray:
         """Cluster probabilities (softmax of the cluster head) of map coordinates."""
-        device = next(self.parameters()).device
-        out = []
-        for s in range(0, len(coords), chunk_size):
-            z = torch.as_tensor(coords[s : s + chunk_size], device=device)
-            out.append(torch.softmax(self.cluster_logits(z), dim=1).cpu().numpy())
-        return np.concatenate(out)
+
+        def proba(z):
+            return torch.softmax(self.cluster_logits(z), dim=1)
+
+        n_clusters = int(self.config.get("n_clusters", 0))
+        return in_chunks(self, coords, chunk_size, n_clusters, proba)
 
 
 class IndexedNetwork(nn.Module):
@@ -194,19 +204,10 @@ class Decoder(nn.Module):
         out = self(z)
         return torch.softmax(out, dim=1) if self.config["likelihood"] == "nb" else out
 
-    @torch.no_grad()
     def decode(self, coords: np.ndarray, chunk_size: int = 8192) -> np.ndarray:
         """:meth:`profile` of map coordinates, evaluated in chunks on the decoder's device."""
-        device = next(self.parameters()).device
-        out = [
-            self.profile(
-                torch.as_tensor(coords[s : s + chunk_size], dtype=torch.float32, device=device)
-            )
-            .cpu()
-            .numpy()
-            for s in range(0, len(coords), chunk_size)
-        ]
-        return np.concatenate(out) if out else np.empty((0, self.config["n_out"]), np.float32)
+        coords = np.asarray(coords, dtype=np.float32)
+        return in_chunks(self, coords, chunk_size, self.config["n_out"], self.profile)
 
 
 class GenerativeMap(nn.Module):

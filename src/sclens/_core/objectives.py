@@ -51,6 +51,7 @@ def umap_ab(spread: float = 1.0, min_dist: float = 0.5) -> tuple[float, float]:
 
 
 def pairwise_sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared euclidean distances between the rows of ``a`` and of ``b`` (the one copy)."""
     return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T).clamp_min(0.0)
 
 
