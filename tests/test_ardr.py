@@ -228,11 +228,19 @@ def test_forces_point_towards_attractors_and_away_from_repellers(tsne_end):
     sl.pl.forces(adata, groupby="cell_type1", cell=0, show=False)
 
 
-def test_forces_need_a_graph_map(baron):
+def test_forces_need_an_attraction_repulsion_map(baron):
     small = baron[:300].copy()
     sl.tl.ardr(small, method="pca")
-    with pytest.raises(ValueError, match="t-SNE/UMAP-type map"):
+    with pytest.raises(ValueError, match="attraction-repulsion map"):
         sl.pl.forces(small, groupby="cell_type1", group="alpha")
+    sl.tl.ardr(small, method="lle")
+    with pytest.raises(ValueError, match="without forces"):
+        sl.pl.group_forces(small, groupby="cell_type1", group="alpha")
+    # LLE with forces is an attraction-repulsion map: its forces can be drawn
+    sl.tl.ardr(small, method="lle", normalization=0, n_epochs=20, random_state=SEED)
+    table = sl.pl.group_forces(small, groupby="cell_type1", group="alpha")
+    assert list(table.index) == list(small.obs["cell_type1"].cat.categories)
+    assert np.isfinite(table.to_numpy(float)).all() and table["repulsion"].sum() > 0
 
 
 # -- determinism, parametric maps, errors ---------------------------------------------------------

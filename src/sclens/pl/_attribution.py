@@ -11,7 +11,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from .._core.data import check_key
-from ._utils import finish
+from ._utils import doc_params, doc_show, finish
 
 __all__ = [
     "directional_saliency",
@@ -34,6 +34,7 @@ def _saliency(adata: AnnData, key: str) -> dict:
     return res
 
 
+@doc_params(doc_show=doc_show)
 def directional_saliency(
     adata: AnnData,
     *,
@@ -55,14 +56,7 @@ def directional_saliency(
         ``key_added`` of that run.
     n_genes
         Genes shown at each end.
-    ax
-        Axes to draw into (default: a new figure).
-    show
-        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
-
-    Returns
-    -------
-    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
+    {doc_show}
     """
     res = _saliency(adata, key)
     names = np.asarray(res["names"]).astype(str)
@@ -81,6 +75,7 @@ def directional_saliency(
     return finish(ax, show)
 
 
+@doc_params(doc_show=doc_show)
 def saliency_image(
     adata: AnnData,
     *,
@@ -108,14 +103,7 @@ def saliency_image(
         With a :func:`sclens.tl.rank_genes` result: the group whose scores are drawn.
     cmap
         Matplotlib colour map (centred on 0).
-    ax
-        Axes to draw into (default: a new figure).
-    show
-        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
-
-    Returns
-    -------
-    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
+    {doc_show}
     """
     check_key(adata.uns, key, "adata.uns")
     res = adata.uns[key]
@@ -151,6 +139,7 @@ def saliency_image(
     return finish(ax, show)
 
 
+@doc_params(doc_show=doc_show)
 def shap_summary(
     adata: AnnData,
     group: str,
@@ -178,14 +167,7 @@ def shap_summary(
         Top genes shown.
     cmap
         Matplotlib colour map of the expression.
-    ax
-        Axes to draw into (default: a new figure).
-    show
-        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
-
-    Returns
-    -------
-    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
+    {doc_show}
     """
     check_key(
         adata.uns, key, "adata.uns", "Run `sl.tl.rank_genes(adata, groupby, model_key=...)` first."
@@ -242,6 +224,7 @@ def _swarm_offsets(x: np.ndarray, rng: np.random.Generator, width: float = 0.4) 
     return (rng.random(len(x)) - 0.5) * 2 * width * dens
 
 
+@doc_params(doc_show=doc_show)
 def attribution_faithfulness(
     adata: AnnData,
     *,
@@ -264,14 +247,7 @@ def attribution_faithfulness(
         ``key_added`` of that run.
     metric
         ``'left'`` or ``'shift'`` (see above).
-    ax
-        Axes to draw into (default: a new figure).
-    show
-        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
-
-    Returns
-    -------
-    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
+    {doc_show}
     """
     check_key(
         adata.uns,

@@ -7,11 +7,12 @@ import numpy as np
 from anndata import AnnData
 
 from .._core.data import check_key
-from ._utils import finish
+from ._utils import doc_params, doc_show, finish
 
 __all__ = ["den_spectrum"]
 
 
+@doc_params(doc_show=doc_show)
 def den_spectrum(
     adata: AnnData, key: str = "den", *, ax: plt.Axes | None = None, show: bool | None = None
 ):
@@ -26,14 +27,7 @@ def den_spectrum(
         AnnData after :func:`sclens.tl.den`.
     key
         ``key_added`` of that run.
-    ax
-        Axes to draw into (default: a new figure).
-    show
-        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
-
-    Returns
-    -------
-    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
+    {doc_show}
     """
     check_key(adata.uns, key, "adata.uns", "Run `sl.tl.den(adata)` first.")
     check_key(adata.uns[key], "spectrum", f"adata.uns[{key!r}]")

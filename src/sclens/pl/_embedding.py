@@ -8,7 +8,7 @@ import scanpy as sc
 from anndata import AnnData
 
 from .._core.data import check_key
-from ._utils import finish, scatter_by_category
+from ._utils import doc_params, doc_show, finish, scatter_by_category
 
 __all__ = ["ptsne", "history", "projection"]
 
@@ -33,6 +33,7 @@ def ptsne(adata: AnnData, *, key: str = "ptsne", **kwargs):
     return sc.pl.embedding(adata, basis=key, **kwargs)
 
 
+@doc_params(doc_show=doc_show)
 def history(
     adata: AnnData, key: str = "ptsne", *, ax: plt.Axes | None = None, show: bool | None = None
 ):
@@ -44,14 +45,7 @@ def history(
         AnnData after a training tool (``adata.uns[key]['history']``).
     key
         ``key_added`` of that run.
-    ax
-        Axes to draw into (default: a new figure).
-    show
-        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
-
-    Returns
-    -------
-    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
+    {doc_show}
     """
     check_key(adata.uns, key, "adata.uns")
     check_key(adata.uns[key], "history", f"adata.uns[{key!r}]")
@@ -70,6 +64,7 @@ def history(
     return finish(ax, show)
 
 
+@doc_params(doc_show=doc_show)
 def projection(
     adata: AnnData,
     ref: AnnData,
@@ -91,14 +86,7 @@ def projection(
         The map's key: ``obsm['X_' + key]`` in both objects.
     color
         Categorical ``adata.obs`` column to colour the query cells by (default: all red).
-    ax
-        Axes to draw into (default: a new figure).
-    show
-        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
-
-    Returns
-    -------
-    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
+    {doc_show}
     """
     check_key(ref.obsm, f"X_{key}", "ref.obsm")
     check_key(

@@ -9,11 +9,27 @@ from anndata import AnnData
 
 from .._core.data import check_key
 from .._core.forces import graph_forces
-from ._utils import finish
+from ._utils import doc_params, doc_show, finish
 
 __all__ = ["forces", "group_forces"]
 
 
+#: the cells whose forces are shown, shared by both functions
+doc_cells = """\
+adata
+        AnnData after :func:`sclens.tl.ardr` with ``method='tsne'``, ``'umap'`` or ``'lle'``
+        (with forces).
+    key
+        ``key_added`` of that run.
+    groupby
+        ``.obs`` column that defines the groups.
+    group
+        The group whose forces are shown.
+    cell
+        Or a single cell (position or obs name)."""
+
+
+@doc_params(doc_cells=doc_cells)
 def group_forces(
     adata: AnnData,
     key: str = "ardr",
@@ -30,16 +46,7 @@ def group_forces(
 
     Parameters
     ----------
-    adata
-        AnnData after :func:`sclens.tl.ardr` with ``method='tsne'`` or ``'umap'``.
-    key
-        ``key_added`` of that run.
-    groupby
-        ``.obs`` column that defines the groups.
-    group
-        The group whose forces are summed.
-    cell
-        Or a single cell (position or obs name).
+    {doc_cells}
 
     Returns
     -------
@@ -49,10 +56,12 @@ def group_forces(
     """
     check_key(adata.uns, key, "adata.uns", "Run `sl.tl.ardr(adata)` first.")
     params = adata.uns[key].get("params", {})
-    if params.get("method") not in ("tsne", "umap"):
+    method = params.get("method")
+    if method not in ("tsne", "umap", "lle") or "normalization" not in params:
         raise ValueError(
-            f"Force plots need a t-SNE/UMAP-type map (sl.tl.ardr with method='tsne' or 'umap'); "
-            f"adata.uns[{key!r}] holds method={params.get('method')!r}."
+            "Force plots need an attraction-repulsion map (sl.tl.ardr with method='tsne', "
+            f"'umap', or 'lle' with a normalization); adata.uns[{key!r}] holds method={method!r}"
+            + (" without forces (classical LLE)." if method == "lle" else ".")
         )
     check_key(adata.obsm, f"X_{key}", "adata.obsm")
     check_key(adata.obsp, f"{key}_connectivities", "adata.obsp", "Run `sl.tl.ardr(adata)` again.")
@@ -94,6 +103,7 @@ def group_forces(
     return out
 
 
+@doc_params(doc_show=doc_show, doc_cells=doc_cells)
 def forces(
     adata: AnnData,
     key: str = "ardr",
@@ -115,26 +125,10 @@ def forces(
 
     Parameters
     ----------
-    adata
-        AnnData after :func:`sclens.tl.ardr` with ``method='tsne'`` or ``'umap'``.
-    key
-        ``key_added`` of that run.
-    groupby
-        ``.obs`` column that defines the groups.
-    group
-        The group whose forces are drawn.
-    cell
-        Or a single cell (position or obs name).
+    {doc_cells}
     top
         Number of source groups to draw (strongest total force first).
-    ax
-        Axes to draw into (default: a new figure).
-    show
-        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
-
-    Returns
-    -------
-    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown.
+    {doc_show}
     """
     table = group_forces(adata, key, groupby=groupby, group=group, cell=cell)
     Y = np.asarray(adata.obsm[f"X_{key}"], dtype=float)[:, :2]

@@ -8,6 +8,20 @@ import scanpy as sc
 from anndata import AnnData
 
 from .._core.data import check_key
+from ..tl._docs import doc_params
+
+#: the end of every plot's docstring: ``ax``, ``show`` and what is returned
+doc_show = """\
+ax
+        Axes to draw into (default: a new figure).
+    show
+        Show the figure (default: scanpy's ``autoshow``); otherwise return the axes.
+
+    Returns
+    -------
+    The :class:`~matplotlib.axes.Axes`, or ``None`` when the figure is shown."""
+
+__all__ = ["finish", "scatter_by_category", "doc_show", "doc_params"]
 
 
 def finish(ax: plt.Axes, show: bool | None):
