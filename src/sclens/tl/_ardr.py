@@ -126,9 +126,8 @@ def ardr(
         ``'pca'``/``'mds'``: ``None`` computes the exact forces between all pairs every step
         (full-batch gradient descent; PCA then agrees with ``sc.pp.pca`` to within numerical
         precision). An integer m gives stochastic forces between the pairs of m random cells per
-        step, for large data sets: on Baron pancreas (2,142 cells), m = 512 recovers the PCA
-        plane with principal-angle cosines >= 0.9998 and singular values 0.1-1% too large
-        (the batch is centred on its own mean).
+        step, for large data sets; singular values come out slightly too large (each batch is
+        centred on its own mean; accuracy in ``docs/methods/ardr.md``).
     exact_repulsion
         ``'tsne'``/``'umap'`` coordinates: repel each cell of a batch from every cell (cost
         ``n`` per cell) instead of from 256 random cells. ``None``: exact up to 1,000 cells.

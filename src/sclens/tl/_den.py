@@ -109,10 +109,8 @@ def den(
         features) each take the cluster most of their cells have on the map, so the map
         decides which communities belong together and the feature graph where the boundaries
         lie. Clusters that no community carries vanish. Only with automatic K, as the joins.
-        Measured (``benchmarks/den.py``, mean over seeds 0-2): NMI with the cell types 0.870 ->
-        0.893 on Baron, 0.747 -> 0.758 on 10x PBMC, 0.702 -> 0.713 on kidney, 0.638 -> 0.637
-        on pbmc68k_reduced, 0.917 -> 0.936 on 80,000 synthetic cells (one seed), with fewer
-        clusters (Baron 12-14 -> 9-10 of 14 types, pbmc68k 8-9 -> 6-7 of 10): off by default.
+        Off by default: it raises NMI a little but leaves fewer clusters than cell types
+        (measurements in ``docs/methods/den.md``).
     hidden
         Widths of the hidden layers.
     n_epochs

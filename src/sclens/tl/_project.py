@@ -134,10 +134,8 @@ def project(
         explain badly (a doublet, a cycling or stressed cell) mostly has well explained
         neighbours. 0 means "explained as well as the reference cells there". This separates a
         left-out type far better than the per-cell score once it has about 10 or more cells in
-        the query (Baron pancreas, each of 8 types left out in turn: AUROC 0.92-1.00 against
-        0.79-0.99 per cell on Pearson-residual genes, 0.83-1.00 against 0.64-0.99 on scanpy's
-        default genes), but a lone novel cell among known ones is diluted: look at
-        ``key_added + '_novelty_cell'`` for those.
+        the query (measured in ``docs/methods/gne.md``), but a lone novel cell among known ones
+        is diluted: look at ``key_added + '_novelty_cell'`` for those.
     ``adata.obs[col]``, ``adata.obs[col + '_confidence']``
         For each ``transfer`` column: the transferred label and the fraction of (distance-weighted)
         neighbour votes it received.

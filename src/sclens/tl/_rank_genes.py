@@ -145,20 +145,15 @@ def rank_genes(
     n_steps
         Integration steps of integrated gradients; intervals whose integral misses its share of
         the output difference are split further (see
-        :func:`sclens._core.attribution.integrated_gradients`). Measured on planted-marker maps
-        (600 cells, paths from other groups' means): 32 steps give a median completeness error
-        of 4e-7 to 7e-7 per cell (90 % of cells within 1e-5) and per-cell gene attributions
-        within 1.0-1.4 % (relative L1, median) of a 2,048-step integral; 128 steps 0.4 %. Each
-        cell's check is stored (Returns).
+        :func:`sclens._core.attribution.integrated_gradients`); each cell's completeness check
+        is stored (Returns; accuracy against many steps in ``docs/methods/attribution.md``).
     n_background
         Reference cells in SHAP's background sample, drawn evenly from the reference groups.
     n_cells
         Explain at most this many cells per group (sampled with ``random_state``); ``None``:
         all. A score is a mean over the group's cells, so a sample gives it to within a small
         error while the time (linear in the cells, for every method) stays bounded on large
-        data: at 10,000 cells x 2,000 genes in 8 groups, integrated gradients take 1.5x the time
-        of Wilcoxon with 500 cells per group and 3.9x with all (1,250 per group), same
-        precision@10 (``benchmarks/rank_genes.py``).
+        data (timings in ``docs/methods/attribution.md``).
     n_store
         Per-cell attributions of each group's top ``n_store`` genes are kept for
         :func:`sclens.pl.shap_summary`.
