@@ -9,7 +9,9 @@ pixels; ``digits20k``/``digits70k``: 50 PCs of 16 x 16 images deformed from skle
 see :func:`deformed_digits`; pbmc68k: a fresh PCA of its scaled ``X``). Cells are split 80/20
 (seed 0): each map is trained on the 80 %, and the 20 % are placed
 on it by the method's own transform (openTSNE ``TSNEEmbedding.transform``, ``sc.tl.ingest`` for
-UMAP, ``sl.tl.project`` for parametric sclens maps; coordinate tables cannot place cells).
+UMAP, ``sl.tl.project`` for parametric sclens maps: a forward pass, or for ``ptsne_neighbors``
+``placement='neighbors'``, the median position of the 3 nearest training cells in PC space;
+coordinate tables cannot place cells).
 
 Columns: training seconds and their ratio to ``sc.pp.neighbors + sc.tl.umap`` (numba's one-off
 compilation is measured on a small warm-up set and reported apart), trustworthiness@10 (5,000
@@ -35,7 +37,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run import CACHE, prepare, quality  # noqa: E402
 
-METHODS = ("opentsne", "umap", "ptsne", "ardr_tsne", "ardr_tsne_param", "ardr_umap_param")
+METHODS = (
+    "opentsne",
+    "umap",
+    "ptsne",
+    "ptsne_neighbors",
+    "ardr_tsne",
+    "ardr_tsne_param",
+    "ardr_umap_param",
+)
 
 
 def load(name: str, n_synthetic: int):
@@ -122,6 +132,7 @@ def train_and_place(method: str, ref, query) -> dict:
     else:
         key, kw = {
             "ptsne": ("ptsne", {}),
+            "ptsne_neighbors": ("ptsne", {}),
             "ardr_tsne": ("ardr", {"method": "tsne"}),
             "ardr_tsne_param": ("ardr", {"method": "tsne", "parametric": True}),
             "ardr_umap_param": ("ardr", {"method": "umap", "parametric": True}),
@@ -131,7 +142,8 @@ def train_and_place(method: str, ref, query) -> dict:
         out["Y"] = ref.obsm[f"X_{key}"]
         if key == "ptsne" or kw.get("parametric"):
             t0 = time.perf_counter()
-            sl.tl.project(query, ref, model_key=key)
+            placement = "neighbors" if method.endswith("_neighbors") else "network"
+            sl.tl.project(query, ref, model_key=key, placement=placement)
             out["Yq"] = query.obsm[f"X_{key}"]
     if "Yq" in out:
         out["place_s"] = time.perf_counter() - t0

@@ -268,14 +268,31 @@ class Model:
         return self.network(device).transform(self.input_layer.transform(X))
 
     def place(
-        self, X, device: str | torch.device = "cpu", *, novelty_neighbors: int = 15
+        self,
+        X,
+        device: str | torch.device = "cpu",
+        *,
+        novelty_neighbors: int = 15,
+        reference: tuple | None = None,
+        placement_neighbors: int = 3,
     ) -> dict[str, np.ndarray]:
         """Place cells (expression ``X`` of the model's genes) on the map, whatever the model.
+
+        Networks place by a forward pass; with ``reference = (X_ref, coords_ref)`` (the
+        training cells' expression and map coordinates) each cell goes instead to the
+        coordinate-wise median of its ``placement_neighbors`` nearest reference cells in the
+        network's input features (e.g. the PCs): where the map is not a smooth function of the
+        features (touching clusters), the neighbours know better than the network.
 
         Returns ``coords``, and where the model has the parts for them: ``proba`` (cluster
         probabilities, columns in the order the tool numbered its clusters) for a network with
         a cluster head; ``novelty`` and ``novelty_cell`` for a decoder (GNE) with its reference.
         """
+        if self.has_decoder and reference is not None:
+            raise ModelError(
+                "a GNE map places cells by optimisation against its decoder; placement by "
+                "neighbours applies to network maps."
+            )
         if self.has_decoder:
             missing = [k for k in REFERENCE_ARRAYS if k not in self.arrays]
             if missing:
@@ -294,7 +311,14 @@ class Model:
             )
             return {"coords": coords, "novelty": relative, "novelty_cell": per_cell}
         network = self.network(device)
-        coords = network.transform(self.input_layer.transform(X))
+        features = self.input_layer.transform(X)
+        if reference is None:
+            coords = network.transform(features)
+        else:
+            X_ref, coords_ref = reference
+            coords = neighbor_median(
+                features, self.input_layer.transform(X_ref), coords_ref, placement_neighbors
+            )
         out = {"coords": coords}
         if network.cluster_head is not None:
             order = self.config.get("cluster_order", list(range(network.config["n_clusters"])))
@@ -581,3 +605,15 @@ def _positive(value) -> bool:
         and math.isfinite(value)
         and value > 0
     )
+
+
+def neighbor_median(
+    features: np.ndarray, ref_features: np.ndarray, ref_coords: np.ndarray, k: int
+) -> np.ndarray:
+    """Coordinate-wise median of the map positions of each cell's ``k`` nearest reference cells
+    (euclidean, in ``features``' space), as float32."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(int(k), len(ref_features))
+    ind = NearestNeighbors(n_neighbors=k).fit(ref_features).kneighbors(features)[1]
+    return np.median(np.asarray(ref_coords, dtype=np.float32)[ind], axis=1).astype(np.float32)

@@ -57,6 +57,8 @@ def project(
     ref: AnnData | Model,
     *,
     model_key: str = "ptsne",
+    placement: Literal["network", "neighbors"] = "network",
+    placement_neighbors: int = 3,
     transfer: Sequence[str] | str | None = None,
     n_neighbors: int = 15,
     novelty_neighbors: int = 15,
@@ -66,7 +68,14 @@ def project(
 ) -> AnnData | None:
     """Project query cells onto a reference map with its trained model.
 
-    For network maps (``ptsne``, ``den``) this is a forward pass. For a GNE map, which has no
+    For network maps (``ptsne``, ``den``, parametric ``ardr``) this is a forward pass
+    (``placement='network'``), fast and possible from a saved :class:`~sclens.Model` alone.
+    ``placement='neighbors'`` places each query cell at the median map position of its
+    ``placement_neighbors`` nearest reference cells in the network's input features (the PCs of
+    the frozen layer), as openTSNE's and ``sc.tl.ingest``'s placements start: slower (a kNN
+    search over the reference) and it needs the reference AnnData, but cells land with their
+    nearest reference cells also where the network blurs touching clusters (held-out accuracy
+    in ``docs/methods/ptsne.md``). For a GNE map, which has no
     encoder, each query cell is placed by optimisation with the decoder frozen: it starts at the
     best few of the reference positions stored in the model (those whose decoded profiles are
     closest to it), each start is optimised with Adam, and the best optimum is kept. The
@@ -88,6 +97,11 @@ def project(
         The map's key in the reference (``'ptsne'``, ...): its model is read from
         ``ref.uns[model_key]['model']``, its coordinates (for ``transfer``) from
         ``ref.obsm['X_' + model_key]``.
+    placement
+        ``'network'`` (forward pass) or ``'neighbors'`` (median position of the nearest
+        reference cells; network maps, with the reference AnnData).
+    placement_neighbors
+        Reference cells whose positions place a cell with ``placement='neighbors'``.
     transfer
         ``.obs`` columns of the reference to transfer by kNN in the map.
     n_neighbors
@@ -149,19 +163,43 @@ def project(
         raise ValueError(
             f"`novelty_neighbors` must be at least 1 (1: no averaging), got {novelty_neighbors}."
         )
+    if placement not in ("network", "neighbors"):
+        raise ValueError(f"placement must be 'network' or 'neighbors', got {placement!r}.")
+    placement_neighbors = check_int(placement_neighbors, "placement_neighbors")
     transfer = [transfer] if isinstance(transfer, str) else list(transfer or [])
-    if transfer:
+    if placement == "neighbors":
         if not isinstance(ref, AnnData):
             raise ValueError(
-                "`transfer` needs the reference AnnData (its labels and coordinates), not a Model."
+                "placement='neighbors' needs the reference AnnData (its cells' expression and "
+                "map positions), not a Model; or use placement='network'."
             )
+        if model.has_decoder:
+            raise ValueError(
+                "placement='neighbors' applies to network maps; a GNE map places cells against "
+                "its decoder (placement='network')."
+            )
+    if transfer and not isinstance(ref, AnnData):
+        raise ValueError(
+            "`transfer` needs the reference AnnData (its labels and coordinates), not a Model."
+        )
+    if transfer or placement == "neighbors":
         check_key(ref.obsm, f"X_{model_key}", "ref.obsm")
+    if transfer:
         for col in transfer:
             check_key(ref.obs, col, "ref.obs")
     adata = start_adata(adata, "project", copy)
     start = logg.info(f"projecting {adata.n_obs} cells onto the {model.method!r} map")
     X = query_matrix(adata, model.input_layer)
-    placed = model.place(X, resolve_device(device), novelty_neighbors=novelty_neighbors)
+    reference = None
+    if placement == "neighbors":
+        reference = (query_matrix(ref, model.input_layer), np.asarray(ref.obsm[f"X_{model_key}"]))
+    placed = model.place(
+        X,
+        resolve_device(device),
+        novelty_neighbors=novelty_neighbors,
+        reference=reference,
+        placement_neighbors=placement_neighbors,
+    )
     coords, proba = placed["coords"], placed.get("proba")
     results = {}
     for col in transfer:
