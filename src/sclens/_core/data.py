@@ -21,6 +21,7 @@ __all__ = [
     "check_not_backed",
     "fit_pca",
     "log_cp10k",
+    "obsm_init",
     "get_matrix",
     "prepare_input",
     "query_matrix",
@@ -543,3 +544,25 @@ def log_cp10k(X):
     if sparse.issparse(X):
         return (sparse.diags(1e4 / lib) @ X).log1p()
     return np.log1p(X * (1e4 / lib)[:, None])
+
+
+def obsm_init(
+    adata: AnnData, init: str, n_components: int, named: Sequence[str]
+) -> np.ndarray | None:
+    """The starting map named by ``init`` when it is an ``.obsm`` key, checked (present, 2-D,
+    at least ``n_components`` columns, finite) and as float64; ``None`` when ``init`` is one of
+    the tool's ``named`` starts (``'pca'``, ``'random'``, ...)."""
+    if init in named:
+        return None
+    check_key(
+        adata.obsm, init, "adata.obsm", f"`init` is {', '.join(map(repr, named))} or an .obsm key."
+    )
+    Y = adata.obsm[init]
+    Y = np.asarray(Y.to_numpy() if isinstance(Y, pd.DataFrame) else Y, dtype=np.float64)
+    check_finite(Y, f"adata.obsm[{init!r}]")
+    if Y.ndim != 2 or Y.shape[1] < n_components:
+        raise ValueError(
+            f"adata.obsm[{init!r}] has shape {Y.shape}; `init` needs at least "
+            f"n_components={n_components} columns."
+        )
+    return Y

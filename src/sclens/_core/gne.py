@@ -17,7 +17,6 @@ from scipy import sparse
 
 from .data import (
     InputLayer,
-    check_key,
     fit_pca,
     get_matrix,
     log_cp10k,
@@ -49,7 +48,6 @@ __all__ = [
     "gene_matrix",
     "log_scale",
     "init_coords",
-    "check_init",
     "new_decoder",
     "fit_generative",
     "reconstruction_errors",
@@ -151,21 +149,6 @@ def init_coords(
         Y = Y[:, :n_components] - Y[:, :n_components].mean(0)
     sd = float(Y[:, 0].std()) or 1.0
     return (Y * (INIT_STD / sd)).astype(np.float32)
-
-
-def check_init(adata: AnnData, init: str, n_components: int) -> None:
-    if init in ("pca", "random"):
-        return
-    check_key(adata.obsm, init, "adata.obsm", "`init` is 'pca', 'random' or an .obsm key.")
-    Y = adata.obsm[init]
-    Y = Y.to_numpy() if isinstance(Y, pd.DataFrame) else np.asarray(Y)
-    if Y.ndim != 2 or Y.shape[1] < n_components:
-        raise ValueError(
-            f"adata.obsm[{init!r}] has shape {Y.shape}; `init` needs at least "
-            f"n_components={n_components} columns."
-        )
-    if not np.isfinite(np.asarray(Y, dtype=np.float64)).all():
-        raise ValueError(f"adata.obsm[{init!r}] contains NaN or infinite values.")
 
 
 def new_decoder(

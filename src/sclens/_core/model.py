@@ -387,8 +387,8 @@ class Model:
         return module
 
     def transform(self, X, device: str | torch.device = "cpu") -> np.ndarray:
-        """Coordinates of an input matrix already aligned to :attr:`input_layer`."""
-        return self.network(device).transform(self.input_layer.transform(X))
+        """The same as :meth:`embed` (its earlier name)."""
+        return self.embed(X, device)
 
     def validate(self) -> Model:
         """Check the pieces fit together, raising :class:`ModelError` otherwise.

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from anndata import AnnData
 
-from .._core.data import check_finite, check_key, prepare_input
+from .._core.data import obsm_init, prepare_input
 from .._core.engine import Trainer, resolve_device
 from .._core.gram import METRICS, gram_phase, principal_axes
 from .._core.graph import neighbor_graph
@@ -251,18 +251,7 @@ def ardr(
     if exact_repulsion and parametric:
         raise ValueError("exact_repulsion needs a coordinate table; use parametric=False.")
     init = init or ("pca" if graph_method else "random")
-    init_given = None
-    if init not in ("random", "pca", "spectral"):
-        check_key(
-            adata.obsm, init, "adata.obsm", "`init` is 'random', 'pca', 'spectral' or an obsm key."
-        )
-        init_given = np.asarray(adata.obsm[init], dtype=np.float64)
-        check_finite(init_given, f"adata.obsm[{init!r}]")
-        if init_given.ndim != 2 or init_given.shape[1] < n_components:
-            raise ValueError(
-                f"adata.obsm[{init!r}] has shape {init_given.shape}; `init` needs at least "
-                f"{n_components} columns."
-            )
+    init_given = obsm_init(adata, init, n_components, ("random", "pca", "spectral"))
     resolve_device(device)
 
     # -- the method as a recipe: input, graph, encoder, phases ----------------------------------

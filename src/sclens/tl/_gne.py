@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._core.data import fit_pca
+from .._core.data import fit_pca, obsm_init
 from .._core.engine import resolve_device
 from .._core.generative import (
     place,
@@ -16,7 +16,6 @@ from .._core.generative import (
 from .._core.gne import (
     PLACE_LR,
     PLACE_STEPS,
-    check_init,
     fit_generative,
     gene_matrix,
     init_coords,
@@ -171,7 +170,7 @@ def gne(
     resolve_device(device)
     if adata.n_obs < MIN_CELLS:
         raise ValueError(f"gne needs at least {MIN_CELLS} cells, got {adata.n_obs}.")
-    check_init(adata, init, n_components)
+    obsm_init(adata, init, n_components, ("pca", "random"))
     run = Run("gne", "computing generative neural embedding (GNE)")
     with run.stage("input"):
         X, inp = gene_matrix(adata, layer, n_top_genes, likelihood)
