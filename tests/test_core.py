@@ -101,9 +101,11 @@ def _reference_loss(Y, P, batch, normalization, a=1.0, b=1.0, rate=5.0, eps=1e-4
     log_w = -torch.log1p(a * d2**b)
     attraction = (n * torch.as_tensor(P[batch].toarray()) * -log_w).sum(1).mean()
     w = log_w.exp()[off]
-    return attraction + normalization * torch.log(w.mean()) - (
-        1 - normalization
-    ) * rate * torch.log1p(-w + eps).mean()
+    return (
+        attraction
+        + normalization * torch.log(w.mean())
+        - (1 - normalization) * rate * torch.log1p(-w + eps).mean()
+    )
 
 
 @pytest.mark.parametrize("normalization", [1.0, 0.0, 0.5])

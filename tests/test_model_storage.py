@@ -333,6 +333,8 @@ def test_a_model_places_cells_by_its_parts_not_its_name(trained, query, key):
     if key == "gne":
         with pytest.raises(ModelError, match="no encoder"):
             model.embed(X)
+        with pytest.raises(ModelError, match="placement by neighbours applies to network maps"):
+            sl.tl.project(query, trained, model_key="gne", placement="neighbors", copy=True)
     else:
         np.testing.assert_array_equal(model.embed(X), placed["coords"])
         np.testing.assert_allclose(placed["coords"], _project(query, trained, key).obsm[f"X_{key}"])

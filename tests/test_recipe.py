@@ -34,7 +34,7 @@ def heavy_tailed_tsne(
 ):
     """Parametric t-SNE with the heavier-tailed kernel ``1 / (1 + d^{2b})``."""
     adata = start_adata(adata, "heavy_tailed_tsne", copy)
-    run = Run("heavy_tailed_tsne", "computing heavy-tailed parametric t-SNE")
+    run = Run("computing heavy-tailed parametric t-SNE")
     with run.stage("input"):
         inp, features = prepare_input(
             adata, use_rep=None, n_pcs=50, layer=None, random_state=random_state

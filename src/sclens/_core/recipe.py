@@ -36,6 +36,7 @@ __all__ = [
     "NeighborMap",
     "neighbor_phases",
     "settings_of",
+    "jsonable",
     "auto_epochs",
     "initial_coordinates",
     "standardise",
@@ -71,11 +72,14 @@ def settings_of(func: Callable, values: Mapping[str, Any], **resolved) -> dict:
     names = [
         p for p in inspect.signature(inspect.unwrap(func)).parameters if p not in _NOT_SETTINGS
     ]
-    out: dict[str, Any] = {name: values[name] for name in names}
-    out.update(resolved)
+    return jsonable({name: values[name] for name in names} | resolved)
+
+
+def jsonable(params: dict) -> dict:
+    """Params for ``.uns`` (h5ad-writable): None values dropped, tuples -> lists."""
     return {
         k: (list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v)
-        for k, v in out.items()
+        for k, v in params.items()
         if v is not None
     }
 
@@ -83,8 +87,7 @@ def settings_of(func: Callable, values: Mapping[str, Any], **resolved) -> dict:
 class Run:
     """The bookkeeping of one tool call: stage timings, training, writing and logging."""
 
-    def __init__(self, tool: str, description: str):
-        self.tool = tool
+    def __init__(self, description: str):
         self.start = logg.info(description)
         self.timings: dict[str, float] = {}
         self.trainer: Trainer | None = None

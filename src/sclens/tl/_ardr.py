@@ -258,7 +258,6 @@ def ardr(
     if normalization is None and graph_method:
         normalization = 1.0 if method == "tsne" else 0.0
     run = Run(
-        "ardr",
         f"computing attraction-repulsion DR ({method}"
         + (f", normalization={normalization:g}" if graph_method else "")
         + (", parametric" if parametric else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -12,7 +12,7 @@ from anndata import AnnData
 
 from .._core.data import check_key, check_not_backed
 from .._core.model import Model, ModelError
-from .._core.recipe import auto_epochs, seeded
+from .._core.recipe import auto_epochs, jsonable, seeded
 
 __all__ = [
     "start_adata",
@@ -73,18 +73,6 @@ def categorical_labels(adata: AnnData, key: str) -> tuple[np.ndarray, list[str],
             f"adata.obs[{key!r}] needs at least two labelled classes, found {len(cat.cat.categories)}."
         )
     return codes.astype(np.int64), [str(c) for c in cat.cat.categories], codes >= 0
-
-
-def jsonable(params: dict) -> dict:
-    """Params for ``.uns`` (h5ad-writable): None values dropped, tuples -> lists."""
-    out = {}
-    for k, v in params.items():
-        if v is None:
-            continue
-        if isinstance(v, Sequence) and not isinstance(v, str):
-            v = list(v)
-        out[k] = v
-    return out
 
 
 def renamed_options(**renames: str) -> Callable[[Callable], Callable]:

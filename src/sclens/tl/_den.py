@@ -169,7 +169,7 @@ def den(
             f"den with n_neighbors={n_neighbors} needs at least {2 * (n_neighbors + 1)} cells, "
             f"got {adata.n_obs}. Lower `n_neighbors`."
         )
-    run = Run("den", "computing differentiating embedding network (DEN)")
+    run = Run("computing differentiating embedding network (DEN)")
     with run.stage("input"):
         inp, features = prepare_input(
             adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state, func="den"

@@ -171,7 +171,7 @@ def gne(
     if adata.n_obs < MIN_CELLS:
         raise ValueError(f"gne needs at least {MIN_CELLS} cells, got {adata.n_obs}.")
     obsm_init(adata, init, n_components, ("pca", "random"))
-    run = Run("gne", "computing generative neural embedding (GNE)")
+    run = Run("computing generative neural embedding (GNE)")
     with run.stage("input"):
         X, inp = gene_matrix(adata, layer, n_top_genes, likelihood)
         W = log_scale(X, likelihood)

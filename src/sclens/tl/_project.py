@@ -173,11 +173,6 @@ def project(
                 "placement='neighbors' needs the reference AnnData (its cells' expression and "
                 "map positions), not a Model; or use placement='network'."
             )
-        if model.has_decoder:
-            raise ValueError(
-                "placement='neighbors' applies to network maps; a GNE map places cells against "
-                "its decoder (placement='network')."
-            )
     if transfer and not isinstance(ref, AnnData):
         raise ValueError(
             "`transfer` needs the reference AnnData (its labels and coordinates), not a Model."

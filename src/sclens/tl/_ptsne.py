@@ -131,7 +131,7 @@ def ptsne(
             f"ptsne with perplexity={perplexity} needs at least {needed} cells (3 x perplexity + 1), "
             f"got {adata.n_obs}. Lower `perplexity` (at most {max((adata.n_obs - 1) // 3, 1)} here)."
         )
-    run = Run("ptsne", "computing parametric t-SNE")
+    run = Run("computing parametric t-SNE")
     codes = classes = None
     if labels is not None:
         codes, classes, labelled = categorical_labels(adata, labels)
