@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -38,6 +39,8 @@ METHODS = {
 DELETE = (5, 10, 20, 50)
 #: maps whose groups' 10-NN accuracy reaches this separate the groups
 SEPARATED = 0.9
+#: bins of the per-group separation that ``sl.tl.rank_genes`` reports
+SEPARATION_BINS = (-1.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def one_draw(
@@ -90,6 +93,8 @@ def one_draw(
         row[f"{label} s"] = time.perf_counter() - t0
         row[label] = precision(lambda g, i=i: list(adata.uns[f"r{i}"]["names"][g]))
         keys[label] = f"r{i}"
+    # every method explains the same map: one separation per group
+    row["separation"] = [float(adata.uns["r0"]["separation"][g]) for g in groups]
     if not deletion:
         return row
     # deletion curves: share of a group's cells that leave it when its top k genes are removed
@@ -127,6 +132,40 @@ def summary(rows: list[dict], labels: list[str]) -> list[dict]:
     return out
 
 
+def by_separation(rows: list[dict], labels: list[str]) -> list[dict]:
+    """Precision@10 per group (not per draw), binned by how well the map separates the group."""
+    sep = np.concatenate([r["separation"] for r in rows])
+    out = []
+    for lo, hi in zip(SEPARATION_BINS[:-1], SEPARATION_BINS[1:], strict=True):
+        inside = (sep >= lo) & ((sep < hi) if hi < 1 else (sep <= hi))
+        row = {
+            "separation": f"[{lo:g}, {hi:g}{']' if hi == 1 else ')'}",
+            "groups": int(inside.sum()),
+        }
+        for label in labels:
+            prec = np.concatenate([r[label] for r in rows])[inside]
+            row[label] = (
+                f"{np.median(prec):.2f} / {np.percentile(prec, 10):.2f}" if len(prec) else ""
+            )
+        out.append(row)
+    return out
+
+
+def fill_separation(rows: list[dict], save: str) -> None:
+    """Add each draw's per-group separation, computed as ``sl.tl.rank_genes`` computes it, from
+    the saved maps (for rows written before rank_genes reported it)."""
+    import anndata
+
+    from sclens._core.ranking import group_labels, map_separation
+
+    for r in rows:
+        if "separation" not in r:
+            adata = anndata.read_h5ad(Path(save) / f"draw{r['seed']}.h5ad")
+            groups = list(adata.obs["group"].cat.categories)
+            coords = adata.obsm["X_ptsne"]
+            r["separation"] = map_separation(coords, group_labels(adata, "group"), groups).tolist()
+
+
 def deletion(rows: list[dict]) -> list[dict]:
     """Mean share of cells that leave their group per ranking (markers, influence, random) and
     k, and on how many draws the ranking beats Wilcoxon's at that k (ties within 0.005 count)."""
@@ -154,6 +193,11 @@ def main() -> None:
     p.add_argument(
         "--save", help="folder that keeps each draw's mapped AnnData (reused when there)"
     )
+    p.add_argument(
+        "--retable",
+        action="store_true",
+        help="rewrite the tables from <out>/attributions.json (missing separations from --save)",
+    )
     args = p.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -163,8 +207,15 @@ def main() -> None:
         Path(args.save).mkdir(parents=True, exist_ok=True)
     seeds = range(args.first_seed, args.first_seed + args.draws)
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(partial(one_draw, save=args.save), seeds))
+    if args.retable:
+        rows = json.loads((out / "attributions.json").read_text())
+        fill_separation(rows, args.save)
+        before = re.search(r"; (\d+ s)\)", (out / "attributions.md").read_text())
+        took = f"{before.group(1) if before else '?'}, tables rewritten with --retable"
+    else:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            rows = list(pool.map(partial(one_draw, save=args.save), seeds))
+        took = f"{time.perf_counter() - t0:.0f} s"
     labels = ["wilcoxon", *METHODS]
     separated = [r for r in rows if r["map 10-NN accuracy"] >= SEPARATED]
     (out / "attributions.json").write_text(json.dumps(rows, indent=1))
@@ -172,13 +223,18 @@ def main() -> None:
         "# Attributions on random planted-marker data sets\n\n"
         f"`python benchmarks/attributions.py --draws {args.draws}` ({len(rows)} draws of "
         "`sl.datasets.planted_markers`, default `sl.tl.ptsne` on 50 PCs, defaults of "
-        f"`sl.tl.rank_genes`; {time.perf_counter() - t0:.0f} s). Precision@10 of the planted "
+        f"`sl.tl.rank_genes`; {took}). Precision@10 of the planted "
         "up-regulated markers, mean over a draw's groups; distribution over draws.\n\n"
         "Left, top k: share of a group's cells whose 15 nearest map neighbours, mostly of their group before, are mostly of "
         "another group once the group's k top-ranked genes are set to the other cells' mean "
         "(`sl.tl.attribution_faithfulness`), mean over groups and draws; '(influence)': the "
         "method's ranking by mean attribution without the sign.\n\n"
         f"## All draws\n\n{table(summary(rows, labels))}\n\n{table(deletion(rows))}\n\n"
+        "## Groups by how well the map separates them\n\n"
+        "Per group (not per draw): median / 10th percentile of precision@10, binned by the "
+        "group's `separation` as `sl.tl.rank_genes` reports it (share of its cells' 15 nearest "
+        "map neighbours in the group, corrected for chance; it warns below 0.75).\n\n"
+        f"{table(by_separation(rows, labels))}\n\n"
         f"## Draws whose map separates the groups (10-NN accuracy of the groups >= {SEPARATED})"
         f"\n\n{table(summary(separated, labels))}\n\n{table(deletion(separated))}\n"
     )

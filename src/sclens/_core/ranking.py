@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from scanpy import logging as logg
 from tqdm import tqdm
 
 from .attribution import Targets, explain_group, input_weights
@@ -23,6 +24,8 @@ __all__ = [
     "log_fold_changes",
     "records",
     "group_targets",
+    "map_separation",
+    "warn_mixed_groups",
     "Ranked",
     "explain_groups",
     "rank_genes_groups_layout",
@@ -133,6 +136,47 @@ def group_targets(
         return Targets.centroid(centroids), coords, centroids
     ref_centroids = np.stack([coords[r].mean(0) for r in ref_masks])
     return Targets.axis(centroids, ref_centroids), coords, centroids
+
+
+def map_separation(
+    coords: np.ndarray, labels: np.ndarray, names: list[str], n_neighbors: int = 15
+) -> np.ndarray:
+    """How well the map keeps each group apart: per group, the mean share of its cells'
+    ``n_neighbors`` nearest map neighbours (the cell itself excluded) in the group, corrected for
+    chance, ``(share - f) / (1 - f)`` with ``f`` the group's share of all cells: 1 when every
+    neighbour is in the group, 0 when the group is as mixed as a random placement."""
+    from sklearn.neighbors import NearestNeighbors
+
+    labels = np.asarray(labels)
+    k = min(n_neighbors, len(coords) - 1)
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(coords).kneighbors(coords, return_distance=False)
+    neighbours = labels[idx[:, 1:]]
+    out = np.empty(len(names))
+    for g, name in enumerate(names):
+        mine = labels == name
+        f = mine.mean()
+        share = (neighbours[mine] == name).mean()
+        out[g] = (share - f) / (1 - f) if f < 1 else 1.0
+    return out
+
+
+#: groups the map separates less than this get a warning (docs/methods/attribution.md)
+SEPARATION_WARNING = 0.75
+
+
+def warn_mixed_groups(names: list[str], separation: np.ndarray) -> None:
+    """Warn about the groups whose ``separation`` is below ``SEPARATION_WARNING``."""
+    mixed = [
+        f"{n!r} ({s:.2f})" for n, s in zip(names, separation, strict=True) if s < SEPARATION_WARNING
+    ]
+    if mixed:
+        logg.warning(
+            f"the map mixes group(s) {', '.join(mixed)} with other cells (separation: share of "
+            "a cell's 15 nearest map neighbours in its group, 1 = all, 0 = as mixed as chance). "
+            "Attributions explain what moves cells on the map; where the map does not keep a "
+            "group apart they often miss what tells it apart in the data (planted markers: "
+            "docs/methods/attribution.md). Compare with `sc.tl.rank_genes_groups`."
+        )
 
 
 @dataclass
