@@ -152,18 +152,17 @@ def by_separation(rows: list[dict], labels: list[str]) -> list[dict]:
 
 
 def fill_separation(rows: list[dict], save: str) -> None:
-    """Add each draw's per-group separation, computed as ``sl.tl.rank_genes`` computes it, from
-    the saved maps (for rows written before rank_genes reported it)."""
+    """Each draw's per-group separation, computed as ``sl.tl.rank_genes`` computes it, from the
+    saved maps (for rows written before rank_genes reported it, or by an older version)."""
     import anndata
 
     from sclens._core.ranking import group_labels, map_separation
 
     for r in rows:
-        if "separation" not in r:
-            adata = anndata.read_h5ad(Path(save) / f"draw{r['seed']}.h5ad")
-            groups = list(adata.obs["group"].cat.categories)
-            coords = adata.obsm["X_ptsne"]
-            r["separation"] = map_separation(coords, group_labels(adata, "group"), groups).tolist()
+        adata = anndata.read_h5ad(Path(save) / f"draw{r['seed']}.h5ad")
+        groups = list(adata.obs["group"].cat.categories)
+        coords = adata.obsm["X_ptsne"]
+        r["separation"] = map_separation(coords, group_labels(adata, "group"), groups).tolist()
 
 
 def deletion(rows: list[dict]) -> list[dict]:
@@ -210,7 +209,7 @@ def main() -> None:
     if args.retable:
         rows = json.loads((out / "attributions.json").read_text())
         fill_separation(rows, args.save)
-        before = re.search(r"; (\d+ s)\)", (out / "attributions.md").read_text())
+        before = re.search(r"; (\d+ s)[,)]", (out / "attributions.md").read_text())
         took = f"{before.group(1) if before else '?'}, tables rewritten with --retable"
     else:
         with ProcessPoolExecutor(args.jobs) as pool:

@@ -126,6 +126,23 @@ def test_layout_is_rank_genes_groups(syn):
     plt.close("all")
 
 
+def test_separation_is_scaled_to_chance_and_to_what_the_group_size_allows():
+    """Exact cases: a blob of 5 cells far from the rest scores 1 (at most 4 of a cell's 15
+    neighbours can be in its group), as does a blob of 100; labels drawn at random within one
+    blob score near 0; a group of one cell has no separation."""
+    from sclens._core.ranking import map_separation
+
+    rng = np.random.default_rng(0)
+    coords = np.concatenate([rng.normal(0, 1, (100, 2)), rng.normal(50, 1, (5, 2))])
+    labels = np.array(["big"] * 100 + ["small"] * 5)
+    np.testing.assert_allclose(map_separation(coords, labels, ["big", "small"]), 1.0)
+    mixed = np.where(rng.random(105) < 0.5, "a", "b")
+    mixed[100:] = "c"
+    labels = np.concatenate([mixed[:104], ["d"]])
+    sep = map_separation(coords, labels, ["a", "b", "d"])
+    assert np.all(np.abs(sep[:2]) < 0.2) and np.isnan(sep[2]), sep
+
+
 def test_separation_flags_groups_the_map_mixes(syn, monkeypatch, tmp_path):
     """``separation``: each group's share of map neighbours in the group, corrected for chance.
 

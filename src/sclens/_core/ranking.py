@@ -142,21 +142,22 @@ def map_separation(
     coords: np.ndarray, labels: np.ndarray, names: list[str], n_neighbors: int = 15
 ) -> np.ndarray:
     """How well the map keeps each group apart: per group, the mean share of its cells'
-    ``n_neighbors`` nearest map neighbours (the cell itself excluded) in the group, corrected for
-    chance, ``(share - f) / (1 - f)`` with ``f`` the group's share of all cells: 1 when every
-    neighbour is in the group, 0 when the group is as mixed as a random placement."""
+    ``n_neighbors`` nearest map neighbours (the cell itself excluded) in the group, rescaled so
+    that 0 is chance (``f``, the group's share of all cells) and 1 the most the group's size
+    allows (``min(1, (n_g - 1) / n_neighbors)``; a group of 5 cells that are each other's
+    nearest neighbours scores 1): ``(share - f) / (most - f)``. NaN for a group of one cell."""
     from sklearn.neighbors import NearestNeighbors
 
     labels = np.asarray(labels)
     k = min(n_neighbors, len(coords) - 1)
     idx = NearestNeighbors(n_neighbors=k + 1).fit(coords).kneighbors(coords, return_distance=False)
     neighbours = labels[idx[:, 1:]]
-    out = np.empty(len(names))
+    out = np.full(len(names), np.nan)
     for g, name in enumerate(names):
         mine = labels == name
-        f = mine.mean()
-        share = (neighbours[mine] == name).mean()
-        out[g] = (share - f) / (1 - f) if f < 1 else 1.0
+        f, most = mine.mean(), min(1.0, (mine.sum() - 1) / k)
+        if most > f:
+            out[g] = ((neighbours[mine] == name).mean() - f) / (most - f)
     return out
 
 
