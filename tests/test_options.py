@@ -35,6 +35,8 @@ BAD_OPTIONS = [
     ("ardr", {"n_epochs": 0}, ValueError, r"`n_epochs` must be >= 1"),
     ("ardr", {"batch_size": 0}, ValueError, r"`batch_size` must be >= 1"),
     ("ardr", {"min_dist": -0.1}, ValueError, r"`min_dist` .* in \[0, 1\]"),
+    ("ardr", {"batches": "edge"}, ValueError, r"batches must be 'auto', 'edges' or 'cells'"),
+    ("ptsne", {"batches": "auto"}, ValueError, r"batches must be 'edges' or 'cells'"),
     ("gne", {"n_epochs": 0}, ValueError, r"`n_epochs` must be >= 1"),
     ("gne", {"batch_size": 0}, ValueError, r"`batch_size` must be >= 1"),
     ("gne", {"coord_learning_rate": 0}, ValueError, r"`coord_learning_rate` must be a finite"),

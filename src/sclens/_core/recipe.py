@@ -162,6 +162,9 @@ class NeighborMap:
     normalised by the sum of all similarities; 0: UMAP's). Training runs an exaggeration phase
     (``early_exaggeration`` on the attraction for ``exaggeration_fraction`` of the epochs) and
     an embedding phase whose learning rate decays linearly to ``final_lr_fraction``.
+    ``batches`` chooses how the forces are sampled: ``'edges'`` (graph edges drawn by affinity,
+    each pulled by one neighbour), ``'cells'`` (cells, each pulled by all its neighbours against
+    a memory of every cell's position) or ``'auto'`` (edges for a network, cells for a table).
     """
 
     normalization: float = 1.0
@@ -171,6 +174,7 @@ class NeighborMap:
     exaggeration_fraction: float = 0.25
     final_lr_fraction: float = 1.0
     n_negatives: int | None = 256
+    batches: str = "auto"
 
 
 def neighbor_phases(
@@ -186,13 +190,15 @@ def neighbor_phases(
 ) -> list[Phase]:
     """The exaggeration and embedding phases of ``recipe`` on ``graph``.
 
-    A coordinate table trains on batches of cells (each pulled by all its graph neighbours), a
-    network on batches of graph edges: each is the better of the two for it
-    (``docs/methods/ardr.md``).
+    By default (``recipe.batches='auto'``) a coordinate table trains on batches of cells (each
+    pulled by all its graph neighbours), a network on batches of graph edges; a network on cell
+    batches gives more trustworthy maps of a few thousand cells but places held-out cells worse
+    by its forward pass, and worse maps from ~16,000 cells on (``docs/methods/ardr.md``).
     """
     n = graph.n
-    sampler = EdgeSampler(graph, batch_size) if parametric else CellSampler(n, batch_size)
-    affinities = None if parametric else graph.to_sparse()
+    cells = recipe.batches == "cells" or (recipe.batches == "auto" and not parametric)
+    sampler = CellSampler(n, batch_size) if cells else EdgeSampler(graph, batch_size)
+    affinities = graph.to_sparse() if cells else None
     exaggerate = recipe.early_exaggeration != 1
     n_early = int(round(recipe.exaggeration_fraction * n_epochs)) if exaggerate else 0
 

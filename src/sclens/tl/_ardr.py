@@ -63,6 +63,7 @@ def ardr(
     early_exaggeration: float | None = None,
     exaggeration_fraction: float = 0.25,
     final_lr_fraction: float | None = None,
+    batches: Literal["auto", "edges", "cells"] = "auto",
     hidden: Sequence[int] = (256, 256, 256),
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
     random_state: int | None = 0,
@@ -146,10 +147,9 @@ def ardr(
         plain gradient descent at 0.125 in units of the inverse largest eigenvalue of the target
         (``'pca'``/``'mds'`` coordinates), which converges for values below 0.25.
     batch_size
-        ``'tsne'``/``'umap'``: cells per minibatch for coordinates (each pulled by all its graph
-        neighbours, pushed by 256 random cells), edges per minibatch for a network (each edge's
-        start pushed by 256 edge ends of the batch); cells per minibatch for a network trained
-        on ``'pca'``/``'mds'`` forces without ``sampled_pairs``.
+        ``'tsne'``/``'umap'``/``'lle'``: cells or edges per minibatch (see ``batches``); cells
+        per minibatch for a network trained on ``'pca'``/``'mds'`` forces without
+        ``sampled_pairs``.
     early_exaggeration
         Factor on the attraction during the first ``exaggeration_fraction`` of the epochs;
         ``None``: 4 when ``normalization > 0``, else 1.
@@ -159,6 +159,16 @@ def ardr(
         The learning rate decays linearly to this fraction of itself over the main phase
         (``'tsne'``/``'umap'``/``'lle'``); ``None``: 0.1 for coordinates, 1 (no decay) for
         networks, as :func:`sclens.tl.ptsne`, which keeps held-out cells better placed.
+    batches
+        ``'tsne'``/``'umap'``/``'lle'``: how the forces are sampled (``'auto'``: edges for a
+        network, cells for coordinates): ``'edges'``, graph edges drawn in proportion to their
+        affinity, each edge's start pulled by its end and pushed by 256 edge ends of the batch;
+        or ``'cells'``, each cell of the batch pulled by all its graph neighbours and pushed by
+        256 random cells, their positions read from a memory of every cell's last output.
+        For a network on a few thousand cells ``'cells'`` gave more trustworthy maps but, on
+        four of five sets, placed held-out cells worse by the forward pass (better with
+        ``placement='neighbors'``), and worse maps from ~16,000 cells on (measurements in
+        ``docs/methods/ardr.md``).
     hidden
         Widths of the network's hidden layers (``parametric=True``).
     {doc_run}
@@ -219,6 +229,8 @@ def ardr(
     )
     if final_lr_fraction is not None:
         final_lr_fraction = check_float(final_lr_fraction, "final_lr_fraction", low=0, high=1)
+    if batches not in ("auto", "edges", "cells"):
+        raise ValueError(f"batches must be 'auto', 'edges' or 'cells', got {batches!r}.")
     if learning_rate is not None:
         learning_rate = check_float(learning_rate, "learning_rate", low=0, low_open=True)
     hidden = check_widths(hidden)
@@ -331,6 +343,7 @@ def ardr(
             exaggeration_fraction=exaggeration_fraction,
             final_lr_fraction=final_lr_fraction,
             n_negatives=None if exact_repulsion else 256,
+            batches=batches,
         )
         phases = neighbor_phases(
             forces,
@@ -422,6 +435,6 @@ def _unused(method: str, parametric: bool) -> set[str]:
         out |= {"metric", "sampled_pairs"} | ({"min_dist"} if method == "tsne" else {"perplexity"})
     else:
         out |= {"normalization", "perplexity", "n_neighbors", "min_dist", "exact_repulsion"}
-        out |= {"early_exaggeration", "exaggeration_fraction", "final_lr_fraction"}
+        out |= {"early_exaggeration", "exaggeration_fraction", "final_lr_fraction", "batches"}
         out |= {"batch_size"} if not parametric else set()
     return out
