@@ -28,7 +28,7 @@ from .._core.recipe import (
 )
 from .._core.threads import fixed_threads
 from ._common import seeded, start_adata
-from ._docs import doc_input, doc_params, doc_run
+from ._docs import doc_batches, doc_input, doc_params, doc_run
 from ._options import check_float, check_int, check_key_added, check_widths, resolve_seed
 
 __all__ = ["ardr"]
@@ -39,7 +39,7 @@ MAX_DENSE_CELLS = 20_000
 
 
 @fixed_threads
-@doc_params(doc_input=doc_input, doc_run=doc_run)
+@doc_params(doc_input=doc_input, doc_run=doc_run, doc_batches=doc_batches)
 def ardr(
     adata: AnnData,
     *,
@@ -161,14 +161,7 @@ def ardr(
         networks, as :func:`sclens.tl.ptsne`, which keeps held-out cells better placed.
     batches
         ``'tsne'``/``'umap'``/``'lle'``: how the forces are sampled (``'auto'``: edges for a
-        network, cells for coordinates): ``'edges'``, graph edges drawn in proportion to their
-        affinity, each edge's start pulled by its end and pushed by 256 edge ends of the batch;
-        or ``'cells'``, each cell of the batch pulled by all its graph neighbours and pushed by
-        256 random cells, their positions read from a memory of every cell's last output.
-        For a network on a few thousand cells ``'cells'`` gave more trustworthy maps but, on
-        four of five sets, placed held-out cells worse by the forward pass (better with
-        ``placement='neighbors'``), and worse maps from ~16,000 cells on (measurements in
-        ``docs/methods/ardr.md``).
+        network, cells for coordinates): {doc_batches}
     hidden
         Widths of the network's hidden layers (``parametric=True``).
     {doc_run}

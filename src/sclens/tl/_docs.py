@@ -26,6 +26,17 @@ device
         Return a copy instead of writing into ``adata``."""
 
 
+doc_batches = """\
+``'edges'``, graph edges drawn in proportion to their
+        affinity, each edge's start pulled by its end and pushed by 256 edge ends of the batch;
+        or ``'cells'``, each cell of the batch pulled by all its graph neighbours and pushed by
+        256 random cells, their positions read from a memory of every cell's last output.
+        For a network on a few thousand cells ``'cells'`` gave more trustworthy maps but, on
+        four of five sets, placed held-out cells worse by the forward pass (better with
+        ``placement='neighbors'``), and worse maps from ~16,000 cells on (measurements in
+        ``docs/methods/ardr.md``)."""
+
+
 def doc_params(**kwds):
     """Fill ``{name}`` placeholders of a docstring."""
 

@@ -17,14 +17,14 @@ from .._core.objectives import Classification, balanced_weights
 from .._core.recipe import NeighborMap, Phase, Run, neighbor_phases, settings_of
 from .._core.threads import fixed_threads
 from ._common import auto_epochs, categorical_labels, seeded, start_adata
-from ._docs import doc_input, doc_params, doc_run
+from ._docs import doc_batches, doc_input, doc_params, doc_run
 from ._options import check_float, check_int, check_key_added, check_widths, resolve_seed
 
 __all__ = ["ptsne"]
 
 
 @fixed_threads
-@doc_params(doc_input=doc_input, doc_run=doc_run)
+@doc_params(doc_input=doc_input, doc_run=doc_run, doc_batches=doc_batches)
 def ptsne(
     adata: AnnData,
     *,
@@ -89,14 +89,7 @@ def ptsne(
     final_lr_fraction
         The learning rate decays linearly to this fraction of itself over the main phase.
     batches
-        How the forces are sampled: ``'edges'``, graph edges drawn in proportion to their
-        affinity, each edge's start pulled by its end and pushed by 256 edge ends of the batch;
-        or ``'cells'``, each cell of the batch pulled by all its graph neighbours and pushed by
-        256 random cells, their positions read from a memory of every cell's last output.
-        For a network on a few thousand cells ``'cells'`` gave more trustworthy maps but, on
-        four of five sets, placed held-out cells worse by the forward pass (better with
-        ``placement='neighbors'``), and worse maps from ~16,000 cells on (measurements in
-        ``docs/methods/ardr.md``).
+        How the forces are sampled: {doc_batches}
     {doc_run}
 
     Returns
