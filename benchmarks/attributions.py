@@ -152,8 +152,8 @@ def by_separation(rows: list[dict], labels: list[str]) -> list[dict]:
 
 
 def fill_separation(rows: list[dict], save: str) -> None:
-    """Each draw's per-group separation, computed as ``sl.tl.rank_genes`` computes it, from the
-    saved maps (for rows written before rank_genes reported it, or by an older version)."""
+    """Recompute each draw's per-group separation from its saved map, as ``sl.tl.rank_genes``
+    computes it (rows written before rank_genes reported it, or by an older version)."""
     import anndata
 
     from sclens._core.ranking import group_labels, map_separation
@@ -195,9 +195,12 @@ def main() -> None:
     p.add_argument(
         "--retable",
         action="store_true",
-        help="rewrite the tables from <out>/attributions.json (missing separations from --save)",
+        help="rewrite the tables from <out>/attributions.json, separations recomputed from the "
+        "maps in --save",
     )
     args = p.parse_args()
+    if args.retable and not args.save:
+        p.error("--retable needs --save, the folder holding each draw's mapped AnnData")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     out = Path(args.out)
@@ -232,7 +235,8 @@ def main() -> None:
         "## Groups by how well the map separates them\n\n"
         "Per group (not per draw): median / 10th percentile of precision@10, binned by the "
         "group's `separation` as `sl.tl.rank_genes` reports it (share of its cells' 15 nearest "
-        "map neighbours in the group, corrected for chance; it warns below 0.75).\n\n"
+        "map neighbours in the group, 0 at chance, 1 the most the group's size allows; it warns below "
+        "0.75).\n\n"
         f"{table(by_separation(rows, labels))}\n\n"
         f"## Draws whose map separates the groups (10-NN accuracy of the groups >= {SEPARATED})"
         f"\n\n{table(summary(separated, labels))}\n\n{table(deletion(separated))}\n"

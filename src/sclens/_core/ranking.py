@@ -173,7 +173,8 @@ def warn_mixed_groups(names: list[str], separation: np.ndarray) -> None:
     if mixed:
         logg.warning(
             f"the map mixes group(s) {', '.join(mixed)} with other cells (separation: share of "
-            "a cell's 15 nearest map neighbours in its group, 1 = all, 0 = as mixed as chance). "
+            "a cell's 15 nearest map neighbours in its group; 1 = all its size allows, 0 = "
+            "chance). "
             "Attributions explain what moves cells on the map; where the map does not keep a "
             "group apart they often miss what tells it apart in the data (planted markers: "
             "docs/methods/attribution.md). Compare with `sc.tl.rank_genes_groups`."

@@ -192,9 +192,10 @@ def rank_genes(
         removes for the ranking ``'<key_added>:influence'``).
     ``separation``
         Per group, how well the map keeps it apart: the mean share of its cells' 15 nearest map
-        neighbours in the group, corrected for chance (1: all in the group; 0: as mixed as a
-        random placement). Below 0.75 a warning is logged: attributions explain the map, and a
-        map that mixes a group seldom moves its cells by the genes that tell it apart.
+        neighbours in the group, scaled so that 0 is chance (as mixed as a random placement)
+        and 1 the most the group's size allows (NaN for a one-cell group). Below 0.75 a
+        warning is logged: attributions explain the map, and a map that mixes a group seldom
+        moves its cells by the genes that tell it apart.
     ``attributions``
         Per group: ``obs_names`` of the explained cells, their attributions for the top
         ``n_store`` ``genes`` (``values``), each cell's attribution ``total`` over all genes and
