@@ -8,6 +8,9 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg import eigh
 from scipy.sparse.csgraph import laplacian
+from sklearn.neighbors import NearestNeighbors
+
+from .graph import knn
 
 __all__ = [
     "mutual_near_pairs",
@@ -16,7 +19,11 @@ __all__ = [
     "merge_clusters",
     "feature_communities",
     "snap_to_communities",
+    "pseudo_labels",
 ]
+
+MERGE_NEIGHBORS = 30  # neighbours per cell in the feature graph that decides merges
+SNAP_NEIGHBORS = 14  # as sc.pp.neighbors' default 15, which counts the cell itself
 
 
 def mutual_near_pairs(idx: np.ndarray) -> np.ndarray:
@@ -175,3 +182,43 @@ def snap_to_communities(labels: np.ndarray, communities: np.ndarray) -> np.ndarr
     ).toarray()
     snapped = counts.argmax(1)[communities]
     return np.unique(snapped, return_inverse=True)[1]
+
+
+def pseudo_labels(
+    Z: np.ndarray,
+    features: np.ndarray,
+    *,
+    n_clusters: int | None,
+    resolution: float,
+    eigen_threshold: float,
+    merge_threshold: float | None,
+    max_clusters: int,
+    snap: bool,
+    random_state: int,
+):
+    """DEN's K and pseudo-labels from the Siamese map ``Z``: landmark spectral clusters, each
+    cell labelled by its nearest landmark, then (K found, not given) clusters joined by the
+    feature graph's connectivity and, with ``snap``, snapped to its communities.
+
+    Returns ``(spectrum, labels, merges)``.
+    """
+    spec = spectral_clusters(
+        Z,
+        resolution=resolution,
+        n_clusters=n_clusters,
+        threshold=eigen_threshold,
+        max_clusters=max_clusters,
+        random_state=random_state,
+    )
+    nearest = NearestNeighbors(n_neighbors=1).fit(Z[spec.landmarks])
+    pseudo = spec.labels[nearest.kneighbors(Z, return_distance=False)[:, 0]]
+    merges = []
+    if n_clusters is None and (merge_threshold or snap):
+        graph, dist = knn(features, min(MERGE_NEIGHBORS, len(Z) - 1), random_state=random_state)
+    if n_clusters is None and merge_threshold:
+        pseudo, merges = merge_clusters(graph, pseudo, merge_threshold)
+    if n_clusters is None and snap:
+        k = min(SNAP_NEIGHBORS, graph.shape[1])
+        communities = feature_communities(graph[:, :k], dist[:, :k], random_state=random_state)
+        pseudo = snap_to_communities(pseudo, communities)
+    return spec, pseudo, merges

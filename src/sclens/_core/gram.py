@@ -165,6 +165,13 @@ def top_eigenvalue(matvec, n: int, n_iter: int = 100) -> float:
     return max(lam, 1e-12)
 
 
+def data_unit(scale: float, metric: str) -> float:
+    """Factor from feature units back to the data's: the features are the data divided by
+    ``scale``, so PCA / euclidean MDS maps grow by ``scale`` (``scale**2`` for squared
+    distances; 1 for the scale-free cosine and correlation)."""
+    return {"euclidean": scale, "sqeuclidean": scale**2}.get(metric, 1.0)
+
+
 def principal_axes(Y: np.ndarray) -> np.ndarray:
     """Centre and rotate a map to its own principal axes, each axis' largest value positive."""
     Yc = Y - Y.mean(0)

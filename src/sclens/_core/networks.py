@@ -96,6 +96,12 @@ class Network(nn.Module):
             raise RuntimeError("this network has no classifier head")
         return self.classifier(self.trunk(x))
 
+    @torch.no_grad()
+    def scale_output(self, factor: float) -> None:
+        """Multiply the map's coordinates by ``factor`` (the last layer's weights and bias)."""
+        self.embed.weight.mul_(factor)
+        self.embed.bias.mul_(factor)
+
     def transform(self, features: np.ndarray, chunk_size: int = 16384) -> np.ndarray:
         """Coordinates of a feature matrix, evaluated in fixed-size chunks on the network's device."""
         return in_chunks(self, features, chunk_size, self.config["n_components"])

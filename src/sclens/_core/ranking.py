@@ -24,6 +24,7 @@ __all__ = [
     "log_fold_changes",
     "records",
     "group_targets",
+    "explained_output",
     "map_separation",
     "warn_mixed_groups",
     "Ranked",
@@ -136,6 +137,16 @@ def group_targets(
         return Targets.centroid(centroids), coords, centroids
     ref_centroids = np.stack([coords[r].mean(0) for r in ref_masks])
     return Targets.axis(centroids, ref_centroids), coords, centroids
+
+
+def explained_output(explain: str, method: str, net, groups_are_clusters: bool) -> str:
+    """The output ``explain='auto'`` attributes: the cluster logits when the groups are the
+    model's own clusters, else the map axes (saliency) or the distance to the group's centroid."""
+    if explain != "auto":
+        return explain
+    if net.cluster_head is not None and groups_are_clusters:
+        return "logit"
+    return "axis" if method == "saliency" else "centroid"
 
 
 def map_separation(

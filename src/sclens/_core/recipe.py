@@ -28,12 +28,13 @@ from scanpy import logging as logg
 from .data import fit_pca
 from .engine import CellSampler, EdgeSampler, Trainer
 from .graph import Graph
-from .objectives import AttractionRepulsion
+from .objectives import EXACT_REPULSION_CELLS, AttractionRepulsion, umap_ab
 
 __all__ = [
     "Phase",
     "Run",
     "NeighborMap",
+    "neighbor_map",
     "neighbor_phases",
     "settings_of",
     "jsonable",
@@ -175,6 +176,72 @@ class NeighborMap:
     final_lr_fraction: float = 1.0
     n_negatives: int | None = 256
     batches: str = "auto"
+
+
+def neighbor_map(
+    method: str,
+    *,
+    n_cells: int,
+    parametric: bool,
+    normalization: float | None = None,
+    min_dist: float = 0.5,
+    batch_size: int = 1024,
+    n_epochs: int | None = None,
+    learning_rate: float | None = None,
+    early_exaggeration: float | None = None,
+    exaggeration_fraction: float = 0.25,
+    final_lr_fraction: float | None = None,
+    exact_repulsion: bool | None = None,
+    batches: str = "auto",
+) -> tuple[NeighborMap, dict[str, Any]]:
+    """The forces and schedule of a neighbour embedding, every ``None`` resolved to its default.
+
+    ``method`` is ``'tsne'`` (Cauchy kernel, ``normalization`` 1) or ``'umap'``/``'lle'`` (the
+    UMAP kernel of ``min_dist``, ``normalization`` 0). Defaults: early exaggeration 4 when the
+    repulsion is normalised, else 1; Adam at 2e-3 without decay for a network (which keeps
+    held-out cells better placed), at 0.5 decaying to 0.1 for a coordinate table; epochs from
+    :func:`auto_epochs` (a table gets at least 2,000 steps); exact repulsion for tables of at
+    most ``EXACT_REPULSION_CELLS`` cells. Returns the recipe and the resolved settings, for
+    ``params``.
+    """
+    if normalization is None:
+        normalization = 1.0 if method == "tsne" else 0.0
+    a, b = (1.0, 1.0) if method == "tsne" else umap_ab(1.0, min_dist)
+    if early_exaggeration is None:
+        early_exaggeration = 4.0 if normalization > 0 else 1.0
+    if final_lr_fraction is None:
+        final_lr_fraction = 1.0 if parametric else 0.1
+    learning_rate = learning_rate or (2e-3 if parametric else 0.5)
+    if n_epochs is None:
+        n_epochs = (
+            auto_epochs(n_cells, batch_size)
+            if parametric
+            else auto_epochs(n_cells, batch_size, min_steps=2000, max_steps=10_000, passes=200)
+        )
+    if exact_repulsion is None:
+        exact_repulsion = not parametric and n_cells <= EXACT_REPULSION_CELLS
+    recipe = NeighborMap(
+        normalization=float(normalization),
+        a=a,
+        b=b,
+        early_exaggeration=early_exaggeration,
+        exaggeration_fraction=exaggeration_fraction,
+        final_lr_fraction=final_lr_fraction,
+        n_negatives=None if exact_repulsion else 256,
+        batches=batches,
+    )
+    resolved = dict(
+        normalization=float(normalization),
+        a=a,
+        b=b,
+        early_exaggeration=early_exaggeration,
+        final_lr_fraction=final_lr_fraction,
+        learning_rate=learning_rate,
+        n_epochs=n_epochs,
+        exact_repulsion=bool(exact_repulsion),
+        negative_rate=AttractionRepulsion.negative_rate,
+    )
+    return recipe, resolved
 
 
 def neighbor_phases(

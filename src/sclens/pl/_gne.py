@@ -9,7 +9,7 @@ import numpy as np
 from anndata import AnnData
 
 from .._core.data import check_key
-from ..tl._gne import generate
+from ..tl._generate import generate
 from ._utils import finish, scatter_by_category
 
 __all__ = ["gne_grid"]

@@ -4,7 +4,8 @@ from ._ardr import ardr
 from ._den import den
 from ._directional import directional_saliency
 from ._faithfulness import attribution_faithfulness
-from ._gne import generate, gne
+from ._generate import generate
+from ._gne import gne
 from ._project import project
 from ._ptsne import ptsne
 from ._rank_genes import rank_genes

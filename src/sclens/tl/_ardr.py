@@ -6,22 +6,19 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-import torch
 from anndata import AnnData
 
 from .._core.data import obsm_init, prepare_input
 from .._core.engine import Trainer, resolve_device
-from .._core.gram import METRICS, gram_phase, principal_axes
+from .._core.gram import METRICS, data_unit, gram_phase, principal_axes
 from .._core.graph import neighbor_graph
 from .._core.lle import REG, classical_lle, reconstruction_weights
 from .._core.model import Model
 from .._core.networks import CoordinateTable, IndexedNetwork, Network
-from .._core.objectives import EXACT_REPULSION_CELLS, AttractionRepulsion, umap_ab
 from .._core.recipe import (
-    NeighborMap,
     Run,
-    auto_epochs,
     initial_coordinates,
+    neighbor_map,
     neighbor_phases,
     settings_of,
     standardise,
@@ -314,28 +311,19 @@ def ardr(
     trainer = Trainer(encoder, device=device, random_state=random_state)
 
     if graph_method:
-        a, b = (1.0, 1.0) if method == "tsne" else umap_ab(1.0, min_dist)
-        if early_exaggeration is None:
-            early_exaggeration = 4.0 if normalization > 0 else 1.0
-        if final_lr_fraction is None:
-            final_lr_fraction = 1.0 if parametric else 0.1
-        learning_rate = learning_rate or (2e-3 if parametric else 0.5)
-        if n_epochs is None:
-            n_epochs = (
-                auto_epochs(n, batch_size)
-                if parametric
-                else auto_epochs(n, batch_size, min_steps=2000, max_steps=10_000, passes=200)
-            )
-        if exact_repulsion is None:
-            exact_repulsion = not parametric and n <= EXACT_REPULSION_CELLS
-        forces = NeighborMap(
-            normalization=float(normalization),
-            a=a,
-            b=b,
+        forces, resolved = neighbor_map(
+            method,
+            n_cells=n,
+            parametric=parametric,
+            normalization=normalization,
+            min_dist=min_dist,
+            batch_size=batch_size,
+            n_epochs=n_epochs,
+            learning_rate=learning_rate,
             early_exaggeration=early_exaggeration,
             exaggeration_fraction=exaggeration_fraction,
             final_lr_fraction=final_lr_fraction,
-            n_negatives=None if exact_repulsion else 256,
+            exact_repulsion=exact_repulsion,
             batches=batches,
         )
         phases = neighbor_phases(
@@ -343,19 +331,11 @@ def ardr(
             graph,
             trainer,
             parametric=parametric,
-            n_epochs=n_epochs,
-            learning_rate=learning_rate,
+            n_epochs=resolved["n_epochs"],
+            learning_rate=resolved["learning_rate"],
             batch_size=batch_size,
         )
-        resolved = dict(
-            exact_repulsion=bool(exact_repulsion),
-            normalization=float(normalization),
-            n_neighbors=int(graph.knn_indices.shape[1]),
-            a=a,
-            b=b,
-            negative_rate=AttractionRepulsion.negative_rate,
-            n_edges=len(graph.weights),
-        )
+        resolved |= dict(n_neighbors=int(graph.knn_indices.shape[1]), n_edges=len(graph.weights))
     else:
         phase, resolved = gram_phase(
             features,
@@ -374,18 +354,13 @@ def ardr(
         "ardr", any_of=("exaggeration", "embedding", "forces", "exact", "sampled")
     )
 
-    # -- results --------------------------------------------------------------------------------
-    # PCA / MDS maps are returned in the data's units (the features were divided by inp.scale)
-    unit = 1.0
-    if not graph_method:
-        unit = {"euclidean": inp.scale, "sqeuclidean": inp.scale**2}.get(resolved["metric"], 1.0)
+    # -- results (PCA / MDS maps in the data's units: the features were divided by inp.scale) ---
+    unit = 1.0 if graph_method else data_unit(inp.scale, resolved["metric"])
     uns = {}
     with run.stage("transform"):
         if parametric:
             network = network.cpu().eval()
-            with torch.no_grad():
-                network.embed.weight.mul_(unit)
-                network.embed.bias.mul_(unit)
+            network.scale_output(unit)
             coords = network.transform(features)
             uns["model"] = Model.from_parts("ardr", inp, network, ardr_method=method).to_uns()
         else:

@@ -105,3 +105,25 @@ def renamed_options(**renames: str) -> Callable[[Callable], Callable]:
         return call
 
     return wrap
+
+
+def attribution_model(adata: AnnData, model_key: str) -> Model:
+    """The model in ``adata.uns[model_key]``, checked to be a network that reads genes."""
+    model = stored_model(
+        adata,
+        model_key,
+        hint="Train a map first, e.g. `sl.tl.ptsne(adata)` or `sl.tl.den(adata)`, or pass the "
+        "right `model_key`.",
+    )
+    if "network" not in model.config:
+        raise ModelError(
+            f"the {model.method!r} model in adata.uns[{model_key!r}] has no network to differentiate; "
+            "attributions need a network map (ptsne, den, parametric ardr)."
+        )
+    if model.input_layer.source != "genes":
+        raise ValueError(
+            f"the {model.method!r} model reads adata.obsm[{model.input_layer.key!r}], not genes, so "
+            "its outputs cannot be attributed to genes. Train it with `use_rep=None` (genes through "
+            "a frozen PCA layer) or `use_rep='X'`."
+        )
+    return model

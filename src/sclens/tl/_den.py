@@ -8,15 +8,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from sklearn.neighbors import NearestNeighbors
 
-from .._core.cluster import (
-    feature_communities,
-    merge_clusters,
-    mutual_near_pairs,
-    snap_to_communities,
-    spectral_clusters,
-)
+from .._core.cluster import mutual_near_pairs, pseudo_labels
 from .._core.data import prepare_input
 from .._core.engine import CellSampler, PairSampler, Trainer, resolve_device
 from .._core.graph import knn, knn_from_scanpy
@@ -30,9 +23,6 @@ from ._docs import doc_input, doc_params, doc_run
 from ._options import check_float, check_int, check_key_added, check_widths, resolve_seed
 
 __all__ = ["den"]
-
-MERGE_NEIGHBORS = 30  # neighbours per cell in the feature graph that decides merges
-SNAP_NEIGHBORS = 14  # as sc.pp.neighbors' default 15, which counts the cell itself
 
 
 @fixed_threads
@@ -196,7 +186,7 @@ def den(
 
     # parametric clustering: K from the spectrum, pseudo-labels, a head, joint fine-tuning
     with run.stage("clustering"):
-        spec, pseudo, merges = _pseudo_labels(
+        spec, pseudo, merges = pseudo_labels(
             network.cpu().transform(features),
             features,
             n_clusters=n_clusters,
@@ -265,41 +255,3 @@ def den(
         message=f"    found {K} clusters",
     )
     return adata if copy else None
-
-
-def _pseudo_labels(
-    Z: np.ndarray,
-    features: np.ndarray,
-    *,
-    n_clusters: int | None,
-    resolution: float,
-    eigen_threshold: float,
-    merge_threshold: float | None,
-    max_clusters: int,
-    snap: bool,
-    random_state: int,
-):
-    """K and pseudo-labels from the Siamese map: landmark spectral clusters, each cell labelled
-    by its nearest landmark, then (K found, not given) clusters joined by the feature graph's
-    connectivity and, with ``snap``, snapped to its communities. Returns (spectrum, labels,
-    merges)."""
-    spec = spectral_clusters(
-        Z,
-        resolution=resolution,
-        n_clusters=n_clusters,
-        threshold=eigen_threshold,
-        max_clusters=max_clusters,
-        random_state=random_state,
-    )
-    nearest = NearestNeighbors(n_neighbors=1).fit(Z[spec.landmarks])
-    pseudo = spec.labels[nearest.kneighbors(Z, return_distance=False)[:, 0]]
-    merges = []
-    if n_clusters is None and (merge_threshold or snap):
-        graph, dist = knn(features, min(MERGE_NEIGHBORS, len(Z) - 1), random_state=random_state)
-    if n_clusters is None and merge_threshold:
-        pseudo, merges = merge_clusters(graph, pseudo, merge_threshold)
-    if n_clusters is None and snap:
-        k = min(SNAP_NEIGHBORS, graph.shape[1])
-        communities = feature_communities(graph[:, :k], dist[:, :k], random_state=random_state)
-        pseudo = snap_to_communities(pseudo, communities)
-    return spec, pseudo, merges

@@ -13,9 +13,8 @@ from .._core.data import query_matrix
 from .._core.engine import resolve_device
 from .._core.ranking import groups_and_references
 from .._core.threads import fixed_threads
-from ._common import jsonable, start_adata
+from ._common import attribution_model, jsonable, start_adata
 from ._options import check_int, check_key_added
-from ._rank_genes import _attribution_model
 
 __all__ = ["directional_saliency"]
 
@@ -96,7 +95,7 @@ def directional_saliency(
     if method not in ("gradient", "integrated_gradients"):
         raise ValueError(f"method must be 'gradient' or 'integrated_gradients', got {method!r}.")
     n_steps = check_int(n_steps, "n_steps", low=1, high=100_000)
-    model = _attribution_model(adata, model_key)
+    model = attribution_model(adata, model_key)
     names, masks, _ = groups_and_references(adata, groupby, [source, target], "rest")
     if source == target:
         raise ValueError("source and target must be different groups.")

@@ -16,9 +16,8 @@ from .._core.data import check_key, query_matrix
 from .._core.engine import resolve_device
 from .._core.ranking import group_labels, groups_and_references
 from .._core.threads import fixed_threads
-from ._common import start_adata
+from ._common import attribution_model, start_adata
 from ._options import check_int, check_key_added, resolve_seed
-from ._rank_genes import _attribution_model
 
 __all__ = ["attribution_faithfulness"]
 
@@ -131,7 +130,7 @@ def attribution_faithfulness(
     n_neighbors = check_int(n_neighbors, "n_neighbors")
     random_state = resolve_seed(random_state)
     check_key_added(adata, key_added)
-    model = _attribution_model(adata, model_key)
+    model = attribution_model(adata, model_key)
     names, masks, ref_masks = groups_and_references(adata, groupby, groups, "rest")
     rankings = {k: r for key in keys for k, r in _ranking(adata, key, names).items()}
     inp = model.input_layer

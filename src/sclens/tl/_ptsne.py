@@ -14,7 +14,7 @@ from .._core.graph import neighbor_graph
 from .._core.model import Model
 from .._core.networks import IndexedNetwork, Network
 from .._core.objectives import Classification, balanced_weights
-from .._core.recipe import NeighborMap, Phase, Run, neighbor_phases, settings_of
+from .._core.recipe import Phase, Run, neighbor_map, neighbor_phases, settings_of
 from .._core.threads import fixed_threads
 from ._common import auto_epochs, categorical_labels, seeded, start_adata
 from ._docs import doc_batches, doc_input, doc_params, doc_run
@@ -182,10 +182,15 @@ def ptsne(
             {"params": list(network.trunk.parameters()), "lr": 0.1 * learning_rate},
             {"params": list(network.embed.parameters())},
         ]
-    tsne = NeighborMap(
+    # the t-SNE end of ardr's forces on a network, with ptsne's own defaults
+    tsne, _ = neighbor_map(
+        "tsne",
+        n_cells=adata.n_obs,
+        parametric=True,
         early_exaggeration=early_exaggeration,
         exaggeration_fraction=exaggeration_fraction,
         final_lr_fraction=final_lr_fraction,
+        exact_repulsion=False,
         batches=batches,
     )
     phases += neighbor_phases(

@@ -11,9 +11,9 @@ from scanpy import logging as logg
 
 from .._core.data import query_matrix
 from .._core.engine import resolve_device
-from .._core.model import Model, ModelError
 from .._core.ranking import (
     explain_groups,
+    explained_output,
     group_labels,
     group_targets,
     groups_and_references,
@@ -23,33 +23,12 @@ from .._core.ranking import (
     warn_mixed_groups,
 )
 from .._core.threads import fixed_threads
-from ._common import jsonable, start_adata, stored_model
+from ._common import attribution_model, jsonable, start_adata
 from ._options import check_int, check_key_added, resolve_seed
 
 __all__ = ["rank_genes"]
 
 METHODS = ("shap", "saliency", "integrated_gradients")
-
-
-def _attribution_model(adata: AnnData, model_key: str) -> Model:
-    model = stored_model(
-        adata,
-        model_key,
-        hint="Train a map first, e.g. `sl.tl.ptsne(adata)` or `sl.tl.den(adata)`, or pass the "
-        "right `model_key`.",
-    )
-    if "network" not in model.config:
-        raise ModelError(
-            f"the {model.method!r} model in adata.uns[{model_key!r}] has no network to differentiate; "
-            "attributions need a network map (ptsne, den, parametric ardr)."
-        )
-    if model.input_layer.source != "genes":
-        raise ValueError(
-            f"the {model.method!r} model reads adata.obsm[{model.input_layer.key!r}], not genes, so "
-            "its outputs cannot be attributed to genes. Train it with `use_rep=None` (genes through "
-            "a frozen PCA layer) or `use_rep='X'`."
-        )
-    return model
 
 
 @fixed_threads
@@ -216,7 +195,7 @@ def rank_genes(
     random_state = resolve_seed(random_state)
     key_added = check_key_added(adata, key_added or f"rank_genes_{method}")
     resolve_device(device)
-    model = _attribution_model(adata, model_key)
+    model = attribution_model(adata, model_key)
     names, masks, ref_masks = groups_and_references(adata, groupby, groups, reference)
     adata = start_adata(adata, "rank_genes", copy)
     start = logg.info(f"ranking genes of {len(names)} groups of {groupby!r} by {method}")
@@ -227,12 +206,7 @@ def rank_genes(
     X = query_matrix(adata, inp)
     features = inp.transform(X)
     rng = np.random.default_rng(random_state)
-    kind = explain
-    if explain == "auto":
-        if net.cluster_head is not None and groupby == model_key:
-            kind = "logit"
-        else:
-            kind = "axis" if method == "saliency" else "centroid"
+    kind = explained_output(explain, method, net, groupby == model_key)
     targets, coords, centroids = group_targets(
         kind, model, net, features, names, masks, ref_masks, reference, model_key
     )
