@@ -288,7 +288,10 @@ def _fails(adata, exc, match, **kwargs):
 
 def test_bad_input_raises_before_anything_changes(pbmc):
     _fails(pbmc, ValueError, r"method must be one of", method="isomap")
-    _fails(pbmc, ValueError, r"normalization must be in \[0, 1\]", normalization=1.5)
+    _fails(
+        pbmc, ValueError, r"`normalization` must be a finite number in \[0, 1\]", normalization=1.5
+    )
+    _fails(pbmc, ValueError, r"`sampled_pairs` must be >= 3", method="pca", sampled_pairs=2)
     _fails(pbmc, ValueError, r"normalization.*applies to method='tsne', 'umap' or 'lle'",
            method="pca", normalization=0.5)  # fmt: skip
     _fails(pbmc, ValueError, r"Classical LLE has no forces", method="lle", parametric=True)

@@ -88,6 +88,36 @@ def test_tool_options_follow_one_convention(name):
     assert not bad, f"{name}: epoch counts are named n_*epochs, found {bad}"
 
 
+#: numeric options checked in the tool's body because their range depends on the data
+CHECKED_IN_BODY = {"n_clusters", "n_top_genes", "novelty_neighbors", "n_genes"}
+
+
+@pytest.mark.parametrize("name", list(TL))
+def test_every_numeric_option_is_checked_by_name(name):
+    """Each int/float option of a tool is checked by the shared table (``tl/_options.OPTIONS``),
+    so one name means one range everywhere: a string for it is refused with a TypeError that
+    names it, before the tool reads ``adata`` (an empty AnnData suffices)."""
+    import anndata as ad
+
+    from sclens.tl._options import OPTIONS
+
+    required = {
+        n: "x"
+        for n, p in _params(TL[name]).items()
+        if p.default is inspect.Parameter.empty and n != "adata"
+    }
+    numeric = [
+        n
+        for n, p in _params(TL[name]).items()
+        if n not in required and re.search(r"\b(int|float)\b", str(p.annotation))
+    ]
+    unchecked = [n for n in numeric if n not in OPTIONS and n not in CHECKED_IN_BODY]
+    assert not unchecked, f"{name}: numeric options without a shared check: {unchecked}"
+    for option in (n for n in numeric if n in OPTIONS and n != "random_state"):
+        with pytest.raises(TypeError, match=f"`{option}`"):
+            TL[name](ad.AnnData(np.zeros((3, 2), np.float32)), **required, **{option: "many"})
+
+
 def _returns_text(func) -> str:
     doc = _doc(func)
     return "\n".join(" ".join([r.name, r.type, *r.desc]) for r in doc["Returns"])

@@ -26,7 +26,7 @@ from .._core.recipe import (
 from .._core.threads import fixed_threads
 from ._common import seeded, start_adata
 from ._docs import doc_batches, doc_input, doc_params, doc_run
-from ._options import check_float, check_int, check_key_added, check_widths, resolve_seed
+from ._options import check_key_added, checked_options, int_option
 
 __all__ = ["ardr"]
 
@@ -37,6 +37,7 @@ MAX_DENSE_CELLS = 20_000
 
 @fixed_threads
 @doc_params(doc_input=doc_input, doc_run=doc_run, doc_batches=doc_batches)
+@checked_options(n_neighbors=int_option(2))
 def ardr(
     adata: AnnData,
     *,
@@ -191,48 +192,18 @@ def ardr(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     classical = method == "lle" and normalization is None
     graph_method = method in ("tsne", "umap", "lle") and not classical
-    if normalization is not None:
-        if not graph_method:
-            raise ValueError(
-                f"`normalization` applies to method='tsne', 'umap' or 'lle', not {method!r}; "
-                "leave it None."
-            )
-        if not (0.0 <= float(normalization) <= 1.0):
-            raise ValueError(
-                f"normalization must be in [0, 1] (0: UMAP-like, 1: t-SNE-like), got {normalization}."
-            )
-    n_components = check_int(n_components, "n_components")
-    if n_pcs is not None:
-        n_pcs = check_int(n_pcs, "n_pcs", low=0)
-    perplexity = check_float(perplexity, "perplexity", low=0, low_open=True)
-    n_neighbors = check_int(n_neighbors, "n_neighbors", low=2)
-    min_dist = check_float(min_dist, "min_dist", low=0, high=1)
-    if n_epochs is not None:
-        n_epochs = check_int(n_epochs, "n_epochs")
-    batch_size = check_int(batch_size, "batch_size")
-    if early_exaggeration is not None:
-        early_exaggeration = check_float(
-            early_exaggeration, "early_exaggeration", low=0, low_open=True
+    if normalization is not None and not graph_method:
+        raise ValueError(
+            f"`normalization` applies to method='tsne', 'umap' or 'lle', not {method!r}; "
+            "leave it None."
         )
-    exaggeration_fraction = check_float(
-        exaggeration_fraction, "exaggeration_fraction", low=0, high=1
-    )
-    if final_lr_fraction is not None:
-        final_lr_fraction = check_float(final_lr_fraction, "final_lr_fraction", low=0, high=1)
     if batches not in ("auto", "edges", "cells"):
         raise ValueError(f"batches must be 'auto', 'edges' or 'cells', got {batches!r}.")
-    if learning_rate is not None:
-        learning_rate = check_float(learning_rate, "learning_rate", low=0, low_open=True)
-    hidden = check_widths(hidden)
-    random_state = resolve_seed(random_state)
     check_key_added(adata, key_added)
     if method == "mds" and metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
-    if sampled_pairs is not None:
-        if graph_method:
-            raise ValueError("`sampled_pairs` applies to method='pca' or 'mds'.")
-        if int(sampled_pairs) < 3:
-            raise ValueError(f"sampled_pairs must be at least 3 cells, got {sampled_pairs}.")
+    if sampled_pairs is not None and graph_method:
+        raise ValueError("`sampled_pairs` applies to method='pca' or 'mds'.")
     if method == "mds" and sampled_pairs is None and adata.n_obs > MAX_DENSE_CELLS:
         raise ValueError(
             f"Exact classical MDS forms an n x n matrix; {adata.n_obs} cells is more than "

@@ -20,13 +20,14 @@ from .._core.recipe import Phase, Run, auto_epochs, settings_of
 from .._core.threads import fixed_threads
 from ._common import seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
-from ._options import check_float, check_int, check_key_added, check_widths, resolve_seed
+from ._options import check_int, check_key_added, checked_options
 
 __all__ = ["den"]
 
 
 @fixed_threads
 @doc_params(doc_input=doc_input, doc_run=doc_run)
+@checked_options()
 def den(
     adata: AnnData,
     *,
@@ -132,26 +133,8 @@ def den(
         ``training``, ``clustering``, ``transform``).
     """
     adata = start_adata(adata, "den", copy, backed_ok=True)
-    n_components = check_int(n_components, "n_components")
-    n_neighbors = check_int(n_neighbors, "n_neighbors")
-    if n_pcs is not None:
-        n_pcs = check_int(n_pcs, "n_pcs", low=0)
     if n_clusters is not None:
         n_clusters = check_int(n_clusters, "n_clusters", low=1, high=adata.n_obs - 1)
-    resolution = check_float(resolution, "resolution", low=0, low_open=True)
-    eigen_threshold = check_float(eigen_threshold, "eigen_threshold", low=0, high=2, low_open=True)
-    if merge_threshold is not None:
-        merge_threshold = check_float(merge_threshold, "merge_threshold", low=0, high=1)
-    max_clusters = check_int(max_clusters, "max_clusters", low=1)
-    hidden = check_widths(hidden)
-    if n_epochs is not None:
-        n_epochs = check_int(n_epochs, "n_epochs")
-    if n_finetune_epochs is not None:
-        n_finetune_epochs = check_int(n_finetune_epochs, "n_finetune_epochs", low=0)
-    batch_size = check_int(batch_size, "batch_size")
-    learning_rate = check_float(learning_rate, "learning_rate", low=0, low_open=True)
-    corr_weight = check_float(corr_weight, "corr_weight", low=0)
-    random_state = resolve_seed(random_state)
     check_key_added(adata, key_added)
     resolve_device(device)
     if adata.n_obs < 2 * (n_neighbors + 1):

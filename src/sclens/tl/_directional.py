@@ -14,12 +14,13 @@ from .._core.engine import resolve_device
 from .._core.ranking import groups_and_references
 from .._core.threads import fixed_threads
 from ._common import attribution_model, jsonable, start_adata
-from ._options import check_int, check_key_added
+from ._options import check_key_added, checked_options
 
 __all__ = ["directional_saliency"]
 
 
 @fixed_threads
+@checked_options()
 def directional_saliency(
     adata: AnnData,
     source: str,
@@ -94,7 +95,6 @@ def directional_saliency(
         raise ValueError(f"at must be 'centroid' or 'cells', got {at!r}.")
     if method not in ("gradient", "integrated_gradients"):
         raise ValueError(f"method must be 'gradient' or 'integrated_gradients', got {method!r}.")
-    n_steps = check_int(n_steps, "n_steps", low=1, high=100_000)
     model = attribution_model(adata, model_key)
     names, masks, _ = groups_and_references(adata, groupby, [source, target], "rest")
     if source == target:

@@ -17,7 +17,7 @@ from .._core.engine import resolve_device
 from .._core.ranking import group_labels, groups_and_references
 from .._core.threads import fixed_threads
 from ._common import attribution_model, start_adata
-from ._options import check_int, check_key_added, resolve_seed
+from ._options import check_int, check_key_added, checked_options
 
 __all__ = ["attribution_faithfulness"]
 
@@ -51,6 +51,7 @@ def _ranking(adata: AnnData, key: str, groups: list[str]) -> dict[str, dict[str,
 
 
 @fixed_threads
+@checked_options()
 def attribution_faithfulness(
     adata: AnnData,
     groupby: str,
@@ -126,9 +127,6 @@ def attribution_faithfulness(
     if not keys:
         raise ValueError("`keys` is empty; pass at least one ranking to test.")
     ks = sorted({check_int(k, "n_genes") for k in n_genes})
-    n_random = check_int(n_random, "n_random", low=0)
-    n_neighbors = check_int(n_neighbors, "n_neighbors")
-    random_state = resolve_seed(random_state)
     check_key_added(adata, key_added)
     model = attribution_model(adata, model_key)
     names, masks, ref_masks = groups_and_references(adata, groupby, groups, "rest")

@@ -28,7 +28,7 @@ from .._core.recipe import Run, settings_of
 from .._core.threads import fixed_threads
 from ._common import start_adata
 from ._docs import doc_params, doc_run
-from ._options import check_float, check_int, check_key_added, resolve_seed
+from ._options import check_int, check_key_added, checked_options, int_option
 
 __all__ = ["gne"]
 
@@ -37,6 +37,7 @@ MIN_CELLS = 20
 
 @fixed_threads
 @doc_params(doc_run=doc_run)
+@checked_options(hidden=int_option())
 def gne(
     adata: AnnData,
     *,
@@ -149,20 +150,8 @@ def gne(
     >>> sl.pl.gne_grid(adata, ["CST3", "NKG7"], show=False)
     """
     adata = start_adata(adata, "gne", copy)
-    n_components = check_int(n_components, "n_components")
     if n_top_genes is not None:
         n_top_genes = check_int(n_top_genes, "n_top_genes", low=1, high=adata.n_vars)
-    hidden = check_int(hidden, "hidden")
-    n_blocks = check_int(n_blocks, "n_blocks", low=0)
-    noise = check_float(noise, "noise", low=0)
-    neighbor_weight = check_float(neighbor_weight, "neighbor_weight", low=0)
-    n_epochs = check_int(n_epochs, "n_epochs")
-    batch_size = check_int(batch_size, "batch_size")
-    learning_rate = check_float(learning_rate, "learning_rate", low=0, low_open=True)
-    coord_learning_rate = check_float(
-        coord_learning_rate, "coord_learning_rate", low=0, low_open=True
-    )
-    random_state = resolve_seed(random_state)
     check_key_added(adata, key_added)
     resolve_device(device)
     if adata.n_obs < MIN_CELLS:

@@ -6,10 +6,13 @@ user one line of reading rather than a PCA, a kNN graph and a meaningless result
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from numbers import Integral, Real
+from typing import Any, TypeVar
 
 import numpy as np
 from anndata import AnnData
@@ -20,7 +23,13 @@ __all__ = [
     "check_widths",
     "check_key_added",
     "resolve_seed",
+    "OPTIONS",
+    "checked_options",
+    "int_option",
+    "float_option",
 ]
+
+F = TypeVar("F", bound=Callable)
 
 #: keys scanpy's own tools write (``X_<key>`` in ``.obsm``, ``<key>`` in ``.uns``/``.obs``)
 SCANPY_KEYS = frozenset(
@@ -155,3 +164,82 @@ def resolve_seed(random_state) -> int:
     if not 0 <= int(random_state) < 2**63:
         raise ValueError(f"`random_state` must be between 0 and 2**63 - 1, got {random_state}.")
     return int(random_state)
+
+
+def int_option(low: int | None = 1, high: int | None = None) -> Callable[[Any, str], int]:
+    return functools.partial(check_int, low=low, high=high)
+
+
+def float_option(low=None, high=None, *, low_open: bool = False) -> Callable[[Any, str], float]:
+    return functools.partial(check_float, low=low, high=high, low_open=low_open)
+
+
+#: what each option name means across the public API, checked the same way in every tool
+#: (``None`` is accepted where the tool's default is ``None``)
+OPTIONS: dict[str, Callable[[Any, str], Any]] = {
+    "n_components": int_option(),
+    "n_pcs": int_option(0),
+    "n_neighbors": int_option(),
+    "perplexity": float_option(0, low_open=True),
+    "min_dist": float_option(0, 1),
+    "normalization": float_option(0, 1),  # ardr: 0 UMAP-like, 1 t-SNE-like
+    "sampled_pairs": int_option(3),  # ardr: cells per batch of Gram forces
+    "hidden": check_widths,
+    "n_epochs": int_option(),
+    "n_pretrain_epochs": int_option(0),
+    "n_finetune_epochs": int_option(0),
+    "batch_size": int_option(),
+    "learning_rate": float_option(0, low_open=True),
+    "coord_learning_rate": float_option(0, low_open=True),
+    "early_exaggeration": float_option(0, low_open=True),
+    "exaggeration_fraction": float_option(0, 1),
+    "final_lr_fraction": float_option(0, 1),
+    "resolution": float_option(0, low_open=True),
+    "eigen_threshold": float_option(0, 2, low_open=True),
+    "merge_threshold": float_option(0, 1),
+    "max_clusters": int_option(),
+    "corr_weight": float_option(0),
+    "n_blocks": int_option(0),
+    "noise": float_option(0),
+    "neighbor_weight": float_option(0),
+    "n_steps": int_option(1, 100_000),
+    "n_background": int_option(),
+    "n_cells": int_option(),
+    "n_store": int_option(0),
+    "n_random": int_option(0),
+    "placement_neighbors": int_option(),
+    "random_state": lambda value, name: resolve_seed(value),
+}
+
+
+def checked_options(**overrides: Callable[[Any, str], Any]) -> Callable[[F], F]:
+    """Check a tool's options by name (:data:`OPTIONS`, or ``overrides``) before it runs.
+
+    Every option the caller passed whose name has a check is replaced by the checked value
+    (``3.0`` -> ``3``; ``random_state=None`` -> a drawn seed); ``None`` passes unchecked where
+    the tool's default is ``None``. Options left at their defaults are not checked, except
+    ``random_state``, which is always resolved.
+    """
+
+    def decorate(func: F) -> F:
+        sig = inspect.signature(func)
+        checks = {
+            name: overrides.get(name, OPTIONS.get(name))
+            for name in sig.parameters
+            if overrides.get(name, OPTIONS.get(name)) is not None
+        }
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            bound = sig.bind(*args, **kwargs)
+            values = bound.arguments
+            if "random_state" in checks and "random_state" not in values:
+                values["random_state"] = sig.parameters["random_state"].default
+            for name, value in values.items():
+                if name in checks and not (value is None and sig.parameters[name].default is None):
+                    values[name] = checks[name](value, name)
+            return func(*bound.args, **bound.kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

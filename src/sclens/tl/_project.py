@@ -16,7 +16,7 @@ from .._core.engine import resolve_device
 from .._core.model import Model
 from .._core.threads import fixed_threads
 from ._common import renamed_options, start_adata, stored_model
-from ._options import check_int, check_key_added
+from ._options import check_key_added, checked_options
 
 __all__ = ["project", "transfer_labels"]
 
@@ -52,6 +52,7 @@ def transfer_labels(
 
 @renamed_options(key="model_key")  # `key` shipped in tutorials 01 and 02
 @fixed_threads
+@checked_options()
 def project(
     adata: AnnData,
     ref: AnnData | Model,
@@ -154,7 +155,6 @@ def project(
         For each ``transfer`` column: the transferred label and the fraction of (distance-weighted)
         neighbour votes it received.
     """
-    n_neighbors = check_int(n_neighbors, "n_neighbors")
     model = _reference_model(ref, model_key)
     key_added = check_key_added(adata, model_key if key_added is None else key_added)
     if isinstance(novelty_neighbors, bool) or not isinstance(novelty_neighbors, int | np.integer):
@@ -165,7 +165,6 @@ def project(
         )
     if placement not in ("network", "neighbors"):
         raise ValueError(f"placement must be 'network' or 'neighbors', got {placement!r}.")
-    placement_neighbors = check_int(placement_neighbors, "placement_neighbors")
     transfer = [transfer] if isinstance(transfer, str) else list(transfer or [])
     if placement == "neighbors":
         if not isinstance(ref, AnnData):

@@ -18,13 +18,14 @@ from .._core.recipe import Phase, Run, neighbor_map, neighbor_phases, settings_o
 from .._core.threads import fixed_threads
 from ._common import auto_epochs, categorical_labels, seeded, start_adata
 from ._docs import doc_batches, doc_input, doc_params, doc_run
-from ._options import check_float, check_int, check_key_added, check_widths, resolve_seed
+from ._options import check_key_added, checked_options
 
 __all__ = ["ptsne"]
 
 
 @fixed_threads
 @doc_params(doc_input=doc_input, doc_run=doc_run, doc_batches=doc_batches)
+@checked_options()
 def ptsne(
     adata: AnnData,
     *,
@@ -110,24 +111,8 @@ def ptsne(
         and affinities), ``training`` and ``transform`` (coordinates of all cells).
     """
     adata = start_adata(adata, "ptsne", copy, backed_ok=True)
-    n_components = check_int(n_components, "n_components")
-    perplexity = check_float(perplexity, "perplexity", low=0, low_open=True)
-    hidden = check_widths(hidden)
-    if n_pcs is not None:
-        n_pcs = check_int(n_pcs, "n_pcs", low=0)
-    if n_epochs is not None:
-        n_epochs = check_int(n_epochs, "n_epochs")
-    n_pretrain_epochs = check_int(n_pretrain_epochs, "n_pretrain_epochs", low=0)
-    early_exaggeration = check_float(early_exaggeration, "early_exaggeration", low=0, low_open=True)
-    exaggeration_fraction = check_float(
-        exaggeration_fraction, "exaggeration_fraction", low=0, high=1
-    )
-    batch_size = check_int(batch_size, "batch_size")
-    learning_rate = check_float(learning_rate, "learning_rate", low=0, low_open=True)
-    final_lr_fraction = check_float(final_lr_fraction, "final_lr_fraction", low=0, high=1)
     if batches not in ("edges", "cells"):
         raise ValueError(f"batches must be 'edges' or 'cells', got {batches!r}.")
-    random_state = resolve_seed(random_state)
     check_key_added(adata, key_added)
     resolve_device(device)
     needed = int(np.ceil(3 * perplexity)) + 1

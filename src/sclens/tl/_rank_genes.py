@@ -24,7 +24,7 @@ from .._core.ranking import (
 )
 from .._core.threads import fixed_threads
 from ._common import attribution_model, jsonable, start_adata
-from ._options import check_int, check_key_added, resolve_seed
+from ._options import check_key_added, checked_options
 
 __all__ = ["rank_genes"]
 
@@ -32,6 +32,7 @@ METHODS = ("shap", "saliency", "integrated_gradients")
 
 
 @fixed_threads
+@checked_options()
 def rank_genes(
     adata: AnnData,
     groupby: str,
@@ -187,12 +188,6 @@ def rank_genes(
         raise ValueError(f"explain must be 'auto', 'centroid', 'axis' or 'logit', got {explain!r}.")
     if baseline not in ("reference", "zeros"):
         raise ValueError(f"baseline must be 'reference' or 'zeros', got {baseline!r}.")
-    n_steps = check_int(n_steps, "n_steps", low=1, high=100_000)
-    n_background = check_int(n_background, "n_background")
-    if n_cells is not None:
-        n_cells = check_int(n_cells, "n_cells")
-    n_store = check_int(n_store, "n_store", low=0)
-    random_state = resolve_seed(random_state)
     key_added = check_key_added(adata, key_added or f"rank_genes_{method}")
     resolve_device(device)
     model = attribution_model(adata, model_key)
