@@ -287,7 +287,9 @@ def _fails(adata, exc, match, **kwargs):
 
 
 def test_bad_input_raises_before_anything_changes(pbmc):
-    _fails(pbmc, ValueError, r"method must be one of", method="isomap")
+    _fails(
+        pbmc, ValueError, r"method must be 'tsne', 'umap', 'lle', 'pca' or 'mds'", method="isomap"
+    )
     _fails(
         pbmc, ValueError, r"`normalization` must be a finite number in \[0, 1\]", normalization=1.5
     )
@@ -299,7 +301,7 @@ def test_bad_input_raises_before_anything_changes(pbmc):
     _fails(pbmc, ValueError, r"sampled_pairs.*applies to method='pca'", sampled_pairs=100)
     _fails(pbmc, KeyError, r"'X_scvi' not found in adata.obsm", use_rep="X_scvi")
     _fails(pbmc, KeyError, r"'X_nope' not found in adata.obsm", init="X_nope")
-    _fails(pbmc, ValueError, r"metric must be one of", method="mds", metric="manhattan")
+    _fails(pbmc, ValueError, r"metric must be 'euclidean'", method="mds", metric="manhattan")
     _fails(pbmc[:40].copy(), ValueError, r"needs at least 91 cells")
     pbmc.obsm["X_bad"] = pbmc.obsm["X_pca"].copy()
     pbmc.obsm["X_bad"][0, 0] = np.nan

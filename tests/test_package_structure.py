@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from typing import Literal, get_origin, get_type_hints
 
 import numpy as np
 import pytest
@@ -95,8 +96,9 @@ CHECKED_IN_BODY = {"n_clusters", "n_top_genes", "novelty_neighbors", "n_genes"}
 @pytest.mark.parametrize("name", list(TL))
 def test_every_numeric_option_is_checked_by_name(name):
     """Each int/float option of a tool is checked by the shared table (``tl/_options.OPTIONS``),
-    so one name means one range everywhere: a string for it is refused with a TypeError that
-    names it, before the tool reads ``adata`` (an empty AnnData suffices)."""
+    so one name means one range everywhere, and each ``Literal[...]`` option against its
+    annotation: a string for a number, or a value not among the choices, is refused naming
+    the option before the tool reads ``adata`` (an empty AnnData suffices)."""
     import anndata as ad
 
     from sclens.tl._options import OPTIONS
@@ -113,9 +115,15 @@ def test_every_numeric_option_is_checked_by_name(name):
     ]
     unchecked = [n for n in numeric if n not in OPTIONS and n not in CHECKED_IN_BODY]
     assert not unchecked, f"{name}: numeric options without a shared check: {unchecked}"
+    empty = ad.AnnData(np.zeros((3, 2), np.float32))
     for option in (n for n in numeric if n in OPTIONS and n != "random_state"):
         with pytest.raises(TypeError, match=f"`{option}`"):
-            TL[name](ad.AnnData(np.zeros((3, 2), np.float32)), **required, **{option: "many"})
+            TL[name](empty, **required, **{option: "many"})
+    hints = get_type_hints(inspect.unwrap(TL[name]))
+    choices = [n for n in _params(TL[name]) if get_origin(hints.get(n)) is Literal]
+    for option in choices:
+        with pytest.raises(ValueError, match=f"{option} must be '"):
+            TL[name](empty, **required, **{option: "nonsense"})
 
 
 def _returns_text(func) -> str:

@@ -28,6 +28,7 @@ from scanpy import logging as logg
 from .data import fit_pca
 from .engine import CellSampler, EdgeSampler, Trainer
 from .graph import Graph
+from .networks import IndexedNetwork, Network
 from .objectives import EXACT_REPULSION_CELLS, AttractionRepulsion, umap_ab
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "NeighborMap",
     "neighbor_map",
     "neighbor_phases",
+    "network_trainer",
     "settings_of",
     "jsonable",
     "auto_epochs",
@@ -299,6 +301,23 @@ def neighbor_phases(
             parameters=parameters,
         ),
     ]
+
+
+def network_trainer(
+    features: np.ndarray,
+    hidden: Sequence[int],
+    n_components: int,
+    *,
+    n_classes: int = 0,
+    device: str,
+    random_state: int,
+) -> tuple[Network, Trainer]:
+    """A network of ``features`` -> ``n_components`` (initialised from ``random_state``, with a
+    classifier of ``n_classes`` if any) and the :class:`Trainer` that fits it on every cell."""
+    with seeded(random_state):
+        network = Network(features.shape[1], hidden, n_components, n_classes)
+    trainer = Trainer(IndexedNetwork(features, network), device=device, random_state=random_state)
+    return network, trainer
 
 
 def auto_epochs(

@@ -10,27 +10,27 @@ from anndata import AnnData
 
 from .._core.data import obsm_init, prepare_input
 from .._core.engine import Trainer, resolve_device
-from .._core.gram import METRICS, data_unit, gram_phase, principal_axes
+from .._core.gram import data_unit, gram_phase, principal_axes
 from .._core.graph import neighbor_graph
 from .._core.lle import REG, classical_lle, reconstruction_weights
 from .._core.model import Model
-from .._core.networks import CoordinateTable, IndexedNetwork, Network
+from .._core.networks import CoordinateTable
 from .._core.recipe import (
     Run,
     initial_coordinates,
     neighbor_map,
     neighbor_phases,
+    network_trainer,
     settings_of,
     standardise,
 )
 from .._core.threads import fixed_threads
-from ._common import seeded, start_adata
+from ._common import start_adata
 from ._docs import doc_batches, doc_input, doc_params, doc_run
 from ._options import check_key_added, checked_options, int_option
 
 __all__ = ["ardr"]
 
-METHODS = ("tsne", "umap", "lle", "pca", "mds")
 #: above this many cells, exact classical MDS (a dense n x n target) is refused
 MAX_DENSE_CELLS = 20_000
 
@@ -188,8 +188,6 @@ def ardr(
     """
     # -- validate everything before anything is computed or written ----------------------------
     adata = start_adata(adata, "ardr", copy, backed_ok=True)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     classical = method == "lle" and normalization is None
     graph_method = method in ("tsne", "umap", "lle") and not classical
     if normalization is not None and not graph_method:
@@ -197,11 +195,7 @@ def ardr(
             f"`normalization` applies to method='tsne', 'umap' or 'lle', not {method!r}; "
             "leave it None."
         )
-    if batches not in ("auto", "edges", "cells"):
-        raise ValueError(f"batches must be 'auto', 'edges' or 'cells', got {batches!r}.")
     check_key_added(adata, key_added)
-    if method == "mds" and metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
     if sampled_pairs is not None and graph_method:
         raise ValueError("`sampled_pairs` applies to method='pca' or 'mds'.")
     if method == "mds" and sampled_pairs is None and adata.n_obs > MAX_DENSE_CELLS:
@@ -265,11 +259,10 @@ def ardr(
         run.write(adata, key_added, uns, obsm={f"X_{key_added}": coords.astype(np.float32)})
         return adata if copy else None
 
-    network = None
     if parametric:
-        with seeded(random_state):
-            network = Network(features.shape[1], hidden, n_components)
-        encoder = IndexedNetwork(features, network)
+        network, trainer = network_trainer(
+            features, hidden, n_components, device=device, random_state=random_state
+        )
     else:
         Y0 = initial_coordinates(
             init, features, graph, n_components, random_state, given=init_given
@@ -278,8 +271,8 @@ def ardr(
             Y0 = standardise(Y0)
         elif init_given is not None:
             Y0 = Y0 / inp.scale  # an obsm map in data units -> feature units
-        encoder = CoordinateTable(Y0.astype(np.float32))
-    trainer = Trainer(encoder, device=device, random_state=random_state)
+        network, table = None, CoordinateTable(Y0.astype(np.float32))
+        trainer = Trainer(table, device=device, random_state=random_state)
 
     if graph_method:
         forces, resolved = neighbor_map(
@@ -335,7 +328,7 @@ def ardr(
             coords = network.transform(features)
             uns["model"] = Model.from_parts("ardr", inp, network, ardr_method=method).to_uns()
         else:
-            coords = encoder.coords.detach().cpu().numpy().astype(np.float64)
+            coords = table.coords.detach().cpu().numpy().astype(np.float64)
             if not graph_method:
                 coords = principal_axes(coords) * unit
     if not graph_method:

@@ -11,12 +11,11 @@ from anndata import AnnData
 
 from .._core.cluster import mutual_near_pairs, pseudo_labels
 from .._core.data import prepare_input
-from .._core.engine import CellSampler, PairSampler, Trainer, resolve_device
+from .._core.engine import CellSampler, PairSampler, resolve_device
 from .._core.graph import knn, knn_from_scanpy
 from .._core.model import Model
-from .._core.networks import IndexedNetwork, Network
 from .._core.objectives import Classification, DENPairs, Sum, balanced_weights
-from .._core.recipe import Phase, Run, auto_epochs, settings_of
+from .._core.recipe import Phase, Run, auto_epochs, network_trainer, settings_of
 from .._core.threads import fixed_threads
 from ._common import seeded, start_adata
 from ._docs import doc_input, doc_params, doc_run
@@ -158,9 +157,9 @@ def den(
     if n_finetune_epochs is None:
         n_finetune_epochs = max(1, n_epochs // 3)
 
-    with seeded(random_state):
-        network = Network(features.shape[1], hidden, n_components)
-    trainer = Trainer(IndexedNetwork(features, network), device=device, random_state=random_state)
+    network, trainer = network_trainer(
+        features, hidden, n_components, device=device, random_state=random_state
+    )
     pairs = DENPairs(n_components, corr_weight)
     sampler = PairSampler(near, features, batch_size)
     run.train(trainer, [Phase("siamese", pairs, sampler, n_epochs, learning_rate)])

@@ -91,10 +91,6 @@ def directional_saliency(
     ``params``
         ``groupby``, ``source``, ``target``, ``model_key``, ``at``, ``method``, ``n_steps``.
     """
-    if at not in ("centroid", "cells"):
-        raise ValueError(f"at must be 'centroid' or 'cells', got {at!r}.")
-    if method not in ("gradient", "integrated_gradients"):
-        raise ValueError(f"method must be 'gradient' or 'integrated_gradients', got {method!r}.")
     model = attribution_model(adata, model_key)
     names, masks, _ = groups_and_references(adata, groupby, [source, target], "rest")
     if source == target:

@@ -28,7 +28,7 @@ from .._core.recipe import Run, settings_of
 from .._core.threads import fixed_threads
 from ._common import start_adata
 from ._docs import doc_params, doc_run
-from ._options import check_int, check_key_added, checked_options, int_option
+from ._options import check_int, check_key_added, checked_options, int_option, one_of
 
 __all__ = ["gne"]
 
@@ -37,7 +37,10 @@ MIN_CELLS = 20
 
 @fixed_threads
 @doc_params(doc_run=doc_run)
-@checked_options(hidden=int_option())
+@checked_options(
+    hidden=int_option(),
+    likelihood=one_of({"mse": "log-normalised expression", "nb": "raw counts"}),
+)
 def gne(
     adata: AnnData,
     *,

@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from numbers import Integral, Real
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import numpy as np
 from anndata import AnnData
@@ -25,6 +25,7 @@ __all__ = [
     "resolve_seed",
     "OPTIONS",
     "checked_options",
+    "one_of",
     "int_option",
     "float_option",
 ]
@@ -212,8 +213,22 @@ OPTIONS: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
-def checked_options(**overrides: Callable[[Any, str], Any]) -> Callable[[F], F]:
-    """Check a tool's options by name (:data:`OPTIONS`, or ``overrides``) before it runs.
+def one_of(choices: Sequence[str] | dict[str, str]) -> Callable[[Any, str], str]:
+    """A check that ``value`` is one of ``choices`` (a dict adds what each choice means)."""
+    said = [f"{c!r} ({choices[c]})" if isinstance(choices, dict) else repr(c) for c in choices]
+    listed = ", ".join(said[:-1]) + f" or {said[-1]}"
+
+    def check(value, name: str) -> str:
+        if value not in choices:
+            raise ValueError(f"{name} must be {listed}, got {value!r}.")
+        return value
+
+    return check
+
+
+def checked_options(**overrides: Callable[[Any, str], Any] | None) -> Callable[[F], F]:
+    """Check a tool's options by name before it runs: the check of :data:`OPTIONS`, the
+    choices of a ``Literal[...]`` annotation, or ``overrides`` (``None``: left to the tool).
 
     Every option the caller passed whose name has a check is replaced by the checked value
     (``3.0`` -> ``3``; ``random_state=None`` -> a drawn seed); ``None`` passes unchecked where
@@ -223,11 +238,13 @@ def checked_options(**overrides: Callable[[Any, str], Any]) -> Callable[[F], F]:
 
     def decorate(func: F) -> F:
         sig = inspect.signature(func)
-        checks = {
-            name: overrides.get(name, OPTIONS.get(name))
-            for name in sig.parameters
-            if overrides.get(name, OPTIONS.get(name)) is not None
-        }
+        hints = get_type_hints(func)
+        checks = {}
+        for name in sig.parameters:
+            if get_origin(hints.get(name)) is Literal:
+                checks[name] = one_of(get_args(hints[name]))
+            checks[name] = overrides.get(name, OPTIONS.get(name, checks.get(name)))
+        checks = {name: check for name, check in checks.items() if check is not None}
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):

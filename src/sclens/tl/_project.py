@@ -163,8 +163,6 @@ def project(
         raise ValueError(
             f"`novelty_neighbors` must be at least 1 (1: no averaging), got {novelty_neighbors}."
         )
-    if placement not in ("network", "neighbors"):
-        raise ValueError(f"placement must be 'network' or 'neighbors', got {placement!r}.")
     transfer = [transfer] if isinstance(transfer, str) else list(transfer or [])
     if placement == "neighbors":
         if not isinstance(ref, AnnData):

@@ -9,14 +9,13 @@ import numpy as np
 from anndata import AnnData
 
 from .._core.data import prepare_input
-from .._core.engine import CellSampler, Trainer, resolve_device
+from .._core.engine import CellSampler, resolve_device
 from .._core.graph import neighbor_graph
 from .._core.model import Model
-from .._core.networks import IndexedNetwork, Network
 from .._core.objectives import Classification, balanced_weights
-from .._core.recipe import Phase, Run, neighbor_map, neighbor_phases, settings_of
+from .._core.recipe import Phase, Run, neighbor_map, neighbor_phases, network_trainer, settings_of
 from .._core.threads import fixed_threads
-from ._common import auto_epochs, categorical_labels, seeded, start_adata
+from ._common import auto_epochs, categorical_labels, start_adata
 from ._docs import doc_batches, doc_input, doc_params, doc_run
 from ._options import check_key_added, checked_options
 
@@ -111,8 +110,6 @@ def ptsne(
         and affinities), ``training`` and ``transform`` (coordinates of all cells).
     """
     adata = start_adata(adata, "ptsne", copy, backed_ok=True)
-    if batches not in ("edges", "cells"):
-        raise ValueError(f"batches must be 'edges' or 'cells', got {batches!r}.")
     check_key_added(adata, key_added)
     resolve_device(device)
     needed = int(np.ceil(3 * perplexity)) + 1
@@ -147,9 +144,14 @@ def ptsne(
     if n_epochs is None:
         n_epochs = auto_epochs(adata.n_obs, batch_size)
 
-    with seeded(random_state):
-        network = Network(features.shape[1], hidden, n_components, len(classes) if classes else 0)
-    trainer = Trainer(IndexedNetwork(features, network), device=device, random_state=random_state)
+    network, trainer = network_trainer(
+        features,
+        hidden,
+        n_components,
+        n_classes=len(classes) if classes else 0,
+        device=device,
+        random_state=random_state,
+    )
     phases, groups = [], None
     if labels is not None:
         keep = np.flatnonzero(labelled)

@@ -28,8 +28,6 @@ from ._options import check_key_added, checked_options
 
 __all__ = ["rank_genes"]
 
-METHODS = ("shap", "saliency", "integrated_gradients")
-
 
 @fixed_threads
 @checked_options()
@@ -182,12 +180,6 @@ def rank_genes(
         the ``output`` difference it should equal (``t(x) - t(b)`` or ``t(x) - E_bg t``; for
         saliency, the explained value).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    if explain not in ("auto", "centroid", "axis", "logit"):
-        raise ValueError(f"explain must be 'auto', 'centroid', 'axis' or 'logit', got {explain!r}.")
-    if baseline not in ("reference", "zeros"):
-        raise ValueError(f"baseline must be 'reference' or 'zeros', got {baseline!r}.")
     key_added = check_key_added(adata, key_added or f"rank_genes_{method}")
     resolve_device(device)
     model = attribution_model(adata, model_key)
