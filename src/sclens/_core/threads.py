@@ -27,12 +27,7 @@ def set_num_threads(n: int) -> None:
 
     With the same count, seed and CPU kernels, results are bit-identical. Another count changes
     the order of floating-point sums, and training amplifies that like a change of seed: the
-    maps are as good but not the same map. Measured on Baron pancreas at the defaults
-    (``benchmarks/portability.py``, docs/reproducibility.md), one against two threads: ptsne
-    maps share 76-79 % of each cell's 15 map neighbours (two seeds: 61-62 %), DEN clusterings
-    agree at ARI 0.965-0.997 (two seeds: 0.94-0.97), and integrated-gradients rankings share 8-10
-    of the top 10 genes of each cell type of 40 or more cells (delta: 6), as few as 1 for types
-    of a handful of cells.
+    maps are as good but not the same map (how far they move, measured: docs/reproducibility.md).
     """
     global _threads
     if int(n) < 1:
