@@ -53,9 +53,8 @@ def test_bad_options_are_refused_before_any_work(pbmc, monkeypatch, tool, kwargs
     def no_work(*args, **kw):
         raise AssertionError("an expensive step ran before the options were checked")
 
-    monkeypatch.setattr(
-        f"sclens.tl._{tool}.{'gene_matrix' if tool == 'gne' else 'prepare_input'}", no_work
-    )
+    where = {"gne": "tl._gne.gene_matrix", "ardr": "_core.ardr.prepare_input"}
+    monkeypatch.setattr(f"sclens.{where.get(tool, f'tl._{tool}.prepare_input')}", no_work)
     before = snapshot(pbmc)
     with pytest.raises(exc, match=match):
         getattr(sl.tl, tool)(pbmc, **kwargs)

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 from anndata import AnnData
 
-from .._core.data import obsm_init, prepare_input
-from .._core.engine import Trainer, resolve_device
-from .._core.gram import data_unit, gram_phase, principal_axes
-from .._core.graph import neighbor_graph
-from .._core.lle import REG, classical_lle, reconstruction_weights
-from .._core.model import Model
-from .._core.networks import CoordinateTable
-from .._core.recipe import (
-    Run,
-    initial_coordinates,
-    neighbor_map,
-    neighbor_phases,
-    network_trainer,
-    settings_of,
-    standardise,
-)
+from .._core.ardr import fit_ardr
+from .._core.data import obsm_init
+from .._core.engine import resolve_device
+from .._core.recipe import Run, settings_of
 from .._core.threads import fixed_threads
 from ._common import start_adata
 from ._docs import doc_batches, doc_input, doc_params, doc_run
@@ -221,7 +210,6 @@ def ardr(
     init_given = obsm_init(adata, init, n_components, ("random", "pca", "spectral"))
     resolve_device(device)
 
-    # -- the method as a recipe: input, graph, encoder, phases ----------------------------------
     if normalization is None and graph_method:
         normalization = 1.0 if method == "tsne" else 0.0
     run = Run(
@@ -230,143 +218,11 @@ def ardr(
         + (", parametric" if parametric else "")
         + ")",
     )
-    with run.stage("input"):
-        inp, features = prepare_input(
-            adata, use_rep=use_rep, n_pcs=n_pcs, layer=layer, random_state=random_state, func="ardr"
-        )
-    n = adata.n_obs
-    graph = None
-    if graph_method or classical or init == "spectral":
-        with run.stage("graph"):
-            graph = neighbor_graph(
-                features,
-                affinity=method if (graph_method or classical) else "umap",
-                perplexity=perplexity,
-                n_neighbors=n_neighbors,
-                adata=adata,
-                use_rep=use_rep,
-                n_pcs=n_pcs,
-                random_state=random_state,
-            )
-    if classical:
-        with run.stage("training"):
-            idx = graph.knn_indices
-            W = reconstruction_weights(features, idx)
-            coords, eigenvalues = classical_lle(idx, W, n_components, random_state)
-        params = settings_of(ardr, locals(), n_neighbors=int(idx.shape[1]), reg=REG)
-        params = {k: params[k] for k in _LLE_SETTINGS if k in params}
-        uns = {"params": params, "eigenvalues": eigenvalues}
-        run.write(adata, key_added, uns, obsm={f"X_{key_added}": coords.astype(np.float32)})
-        return adata if copy else None
-
-    if parametric:
-        network, trainer = network_trainer(
-            features, hidden, n_components, device=device, random_state=random_state
-        )
-    else:
-        Y0 = initial_coordinates(
-            init, features, graph, n_components, random_state, given=init_given
-        )
-        if graph_method or init == "spectral":
-            Y0 = standardise(Y0)
-        elif init_given is not None:
-            Y0 = Y0 / inp.scale  # an obsm map in data units -> feature units
-        network, table = None, CoordinateTable(Y0.astype(np.float32))
-        trainer = Trainer(table, device=device, random_state=random_state)
-
-    if graph_method:
-        forces, resolved = neighbor_map(
-            method,
-            n_cells=n,
-            parametric=parametric,
-            normalization=normalization,
-            min_dist=min_dist,
-            batch_size=batch_size,
-            n_epochs=n_epochs,
-            learning_rate=learning_rate,
-            early_exaggeration=early_exaggeration,
-            exaggeration_fraction=exaggeration_fraction,
-            final_lr_fraction=final_lr_fraction,
-            exact_repulsion=exact_repulsion,
-            batches=batches,
-        )
-        phases = neighbor_phases(
-            forces,
-            graph,
-            trainer,
-            parametric=parametric,
-            n_epochs=resolved["n_epochs"],
-            learning_rate=resolved["learning_rate"],
-            batch_size=batch_size,
-        )
-        resolved |= dict(n_neighbors=int(graph.knn_indices.shape[1]), n_edges=len(graph.weights))
-    else:
-        phase, resolved = gram_phase(
-            features,
-            method=method,
-            metric=metric,
-            sampled_pairs=sampled_pairs,
-            parametric=parametric,
-            batch_size=batch_size,
-            n_epochs=n_epochs,
-            learning_rate=learning_rate,
-            random_state=random_state,
-        )
-        phases = [phase]
-    run.train(trainer, phases)
-    trainer.check_publishable(
-        "ardr", any_of=("exaggeration", "embedding", "forces", "exact", "sampled")
-    )
-
-    # -- results (PCA / MDS maps in the data's units: the features were divided by inp.scale) ---
-    unit = 1.0 if graph_method else data_unit(inp.scale, resolved["metric"])
-    uns = {}
-    with run.stage("transform"):
-        if parametric:
-            network = network.cpu().eval()
-            network.scale_output(unit)
-            coords = network.transform(features)
-            uns["model"] = Model.from_parts("ardr", inp, network, ardr_method=method).to_uns()
-        else:
-            coords = table.coords.detach().cpu().numpy().astype(np.float64)
-            if not graph_method:
-                coords = principal_axes(coords) * unit
-    if not graph_method:
-        uns["singular_values"] = np.linalg.svd(coords - coords.mean(0), compute_uv=False)
-    params = settings_of(ardr, locals(), **resolved, epochs_run=len(trainer.history))
-    params = {k: v for k, v in params.items() if k not in _unused(method, parametric)}
-    uns = {"params": params | run.trained(), **uns}
-    obsp = {}
-    if graph_method:
-        obsp[f"{key_added}_connectivities"] = graph.to_sparse().astype(np.float32)
-    run.write(
-        adata, key_added, uns, obsm={f"X_{key_added}": np.asarray(coords, np.float32)}, obsp=obsp
-    )
+    # the recipe takes the validated options (and adata, run, init_given) by their names
+    recipe_args = inspect.signature(fit_ardr).parameters
+    result = fit_ardr(**{k: v for k, v in locals().items() if k in recipe_args})
+    params = result.params(settings_of(ardr, locals(), **result.resolved))
+    trained = run.trained() if run.trainer is not None else {}
+    uns = {"params": params | trained, **result.uns}
+    run.write(adata, key_added, uns, obsm={f"X_{key_added}": result.coords}, obsp=result.obsp)
     return adata if copy else None
-
-
-#: the settings classical LLE records (it has no forces, epochs or network)
-_LLE_SETTINGS = (
-    "method",
-    "n_components",
-    "use_rep",
-    "n_pcs",
-    "layer",
-    "n_neighbors",
-    "reg",
-    "random_state",
-)
-
-
-def _unused(method: str, parametric: bool) -> set[str]:
-    """Options that did not act on this run, left out of ``params``."""
-    graph = method in ("tsne", "umap", "lle")
-    out = {"device"}  # recorded as the device used
-    out |= {"init"} if parametric else {"hidden"}
-    if graph:
-        out |= {"metric", "sampled_pairs"} | ({"min_dist"} if method == "tsne" else {"perplexity"})
-    else:
-        out |= {"normalization", "perplexity", "n_neighbors", "min_dist", "exact_repulsion"}
-        out |= {"early_exaggeration", "exaggeration_fraction", "final_lr_fraction", "batches"}
-        out |= {"batch_size"} if not parametric else set()
-    return out
