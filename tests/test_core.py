@@ -199,3 +199,28 @@ def test_foreign_and_corrupted_models_are_refused(tmp_path):
         Model.from_uns(stored)
     with pytest.raises(ModelError, match="not an sclens model"):
         Model.from_uns({"weights": 1})
+
+
+def test_smoothgrad_sees_past_a_point_where_the_network_is_flat():
+    """At a point where every ReLU is off the gradient is zero, whatever the network does
+    nearby; SmoothGrad averages the gradients of noised copies, which reach the active side.
+    Here the only active gradient is (1, 2), so the average is a positive multiple of it; the
+    values are those at the points themselves, and without noise it is the plain gradient."""
+    from sclens._core.attribution import gradients, smoothed_gradients
+
+    head = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.ReLU())
+    with torch.no_grad():
+        head[0].weight.copy_(torch.tensor([[1.0, 2.0]]))
+        head[0].bias.fill_(-1.0)
+    x = np.zeros((4, 2), np.float32)
+    target = np.zeros(4, dtype=int)
+    plain, values = gradients(head, x, target)
+    assert np.all(plain == 0) and np.all(values == 0)
+    rng = np.random.default_rng(0)
+    noise = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(64)]
+    smooth, smooth_values = smoothed_gradients(head, x, target, noise=noise)
+    assert np.all(smooth[:, 0] > 0.05)
+    np.testing.assert_allclose(smooth[:, 1], 2 * smooth[:, 0], rtol=1e-6)
+    np.testing.assert_array_equal(smooth_values, values)
+    unsmoothed, _ = smoothed_gradients(head, x + 1.0, target)
+    np.testing.assert_array_equal(unsmoothed, gradients(head, x + 1.0, target)[0])

@@ -14,6 +14,7 @@ weight, and signs each attribution by the direction of the gene's difference (se
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "input_weights",
     "dense_rows",
     "gradients",
+    "smoothed_gradients",
     "integrated_gradients",
     "deep_shap",
     "explain_group",
@@ -152,6 +154,24 @@ def gradients(
         (g,) = torch.autograd.grad(out.sum(), f)
         grads[sl], values[sl] = g.cpu().numpy(), out.detach().cpu().numpy()
     return grads, values
+
+
+def smoothed_gradients(
+    head: nn.Module,
+    features: np.ndarray,
+    target: np.ndarray,
+    *,
+    noise: Sequence[np.ndarray] = (),
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """SmoothGrad: the gradient averaged over copies of ``features`` with each array of
+    ``noise`` added (the plain gradient without any), and the target's value at ``features``."""
+    grad, values = gradients(head, features, target, device=device)
+    if len(noise):
+        grad = np.mean(
+            [gradients(head, features + z, target, device=device)[0] for z in noise], axis=0
+        )
+    return grad, values
 
 
 def _one_kink(lo, hi, v0, v1, m0, m1):
@@ -334,6 +354,7 @@ def explain_group(
     zero_baseline: bool = False,
     axes: Targets | None = None,
     times_input: bool = False,
+    noise: Sequence[np.ndarray] = (),
     n_steps: int = 32,
     n_background: int = 100,
     rng: np.random.Generator,
@@ -357,7 +378,8 @@ def explain_group(
     - saliency: the gradient, at the group's cells, of ``axes`` (one map axis per reference
       group, from its centroid to the group's; or ``targets`` where ``axes`` is None), weighted
       by how far the group's mean expression is from each reference group's
-      (``times_input``: from each cell's own expression).
+      (``times_input``: from each cell's own expression); with ``noise`` (arrays the shape of
+      ``features``), averaged over the noised copies of the cells (SmoothGrad).
 
     A gene's *score* is the mean over cells of its attribution times the sign of its difference
     from the baseline (``|x - m_h|`` times the path-averaged gradient, for integrated
@@ -380,11 +402,15 @@ def explain_group(
     tgt = np.full(n, index)
     if method == "saliency":
         if axes is None:
-            grad, output = gradients(targets.head(net).to(device), features, tgt, device=device)
+            head = targets.head(net).to(device)
+            grad, output = smoothed_gradients(head, features, tgt, noise=noise, device=device)
             grads, outputs = [grad @ W.T] * H, [output]
         else:
             head = axes.head(net).to(device)
-            pairs = [gradients(head, features, np.full(n, h), device=device) for h in range(H)]
+            pairs = [
+                smoothed_gradients(head, features, np.full(n, h), noise=noise, device=device)
+                for h in range(H)
+            ]
             grads, outputs = [g @ W.T for g, _ in pairs], [o for _, o in pairs]
         output = np.mean(outputs, axis=0)
         if times_input:

@@ -222,13 +222,20 @@ def explain_groups(
     n_store: int,
     rng: np.random.Generator,
     device,
+    smoothing: float = 0.0,
+    n_smoothing: int = 0,
+    noise_seed: int = 0,
     **settings,
 ) -> Ranked:
     """:func:`~sclens._core.attribution.explain_group` for every group (at most ``n_cells``
     cells each, drawn with ``rng``), keeping each group's top ``n_store`` genes' per-cell
-    attributions. ``settings``: ``zero_baseline``, ``times_input``, ``n_steps``,
-    ``n_background``."""
+    attributions. Saliency with ``smoothing`` > 0 averages ``n_smoothing`` gradients at copies
+    of each cell with Gaussian noise of ``smoothing`` times each feature's standard deviation
+    (over all cells of ``adata``), drawn for group ``g`` from the seed ``(noise_seed, g)``.
+    ``settings``: ``zero_baseline``, ``times_input``, ``n_steps``, ``n_background``."""
     W, c = input_weights(inp)
+    smooth = method == "saliency" and smoothing > 0 and n_smoothing > 0
+    noise_sd = smoothing * features.std(0, dtype=np.float64) if smooth else None
     labels = group_labels(adata, groupby)
     scores, influence, store = [], [], {}
     mean_of: dict[str, np.ndarray] = {}  # each group's mean expression, computed once
@@ -252,6 +259,14 @@ def explain_groups(
             # one axis per reference group, from its centroid to the group's
             ref_centroids = np.stack([coords[r].mean(0) for r in refs])
             axes = Targets.axis(np.broadcast_to(centroids[g], ref_centroids.shape), ref_centroids)
+        noise = []
+        if smooth:
+            draw = np.random.default_rng([noise_seed, g])
+            shape = (len(cells), features.shape[1])
+            noise = [
+                (noise_sd * draw.standard_normal(shape)).astype(features.dtype)
+                for _ in range(n_smoothing)
+            ]
         res = explain_group(
             method,
             targets,
@@ -265,6 +280,7 @@ def explain_groups(
             W=W,
             c=c,
             axes=axes,
+            noise=noise,
             rng=rng,
             device=device,
             **settings,

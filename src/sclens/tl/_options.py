@@ -204,6 +204,8 @@ OPTIONS: dict[str, Callable[[Any, str], Any]] = {
     "noise": float_option(0),
     "neighbor_weight": float_option(0),
     "n_steps": int_option(1, 100_000),
+    "smoothing": float_option(0),
+    "n_smoothing": int_option(),
     "n_background": int_option(),
     "n_cells": int_option(),
     "n_store": int_option(0),

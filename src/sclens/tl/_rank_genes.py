@@ -42,6 +42,8 @@ def rank_genes(
     explain: Literal["auto", "centroid", "axis", "logit"] = "auto",
     baseline: Literal["reference", "zeros"] = "reference",
     times_input: bool = False,
+    smoothing: float = 0.5,
+    n_smoothing: int = 8,
     n_steps: int = 32,
     n_background: int = 100,
     n_cells: int | None = 500,
@@ -83,7 +85,11 @@ def rank_genes(
       group's cells, times ``|mean_g - m_h|``, how far the group's mean expression is from the
       reference group's, averaged over ``h``: a gene the map is sensitive to but that does not
       differ between the groups scores zero. ``times_input=True``: times each cell's own
-      ``x - m_h`` instead (gradient x input relative to the baseline).
+      ``x - m_h`` instead (gradient x input relative to the baseline). The gradient is
+      SmoothGrad's: averaged over ``n_smoothing`` copies of each cell with Gaussian noise of
+      ``smoothing`` times each input feature's standard deviation, since a network can be
+      flat around a compact group far from the others, where the gradient at its cells alone
+      says little (measured in ``docs/methods/attribution.md``).
     - ``'integrated_gradients'``: ``(x - b) *`` the mean gradient over the straight path
       ``b -> x``, with the baseline ``b`` the mean ``m_h`` of one reference group per cell (the
       groups in turn) or zero expression (``baseline='zeros'``); attributions sum to
@@ -123,6 +129,11 @@ def rank_genes(
         group's reference cells) or ``'zeros'`` (no expression).
     times_input
         Saliency only: multiply the gradient by ``x - baseline``.
+    smoothing
+        Saliency only: noise of SmoothGrad, in standard deviations of each input feature (of
+        the PCs, for a model that reads genes through its PCA layer); 0: the plain gradient.
+    n_smoothing
+        Saliency only: noised copies of each cell the gradient is averaged over.
     n_steps
         Integration steps of integrated gradients; intervals whose integral misses its share of
         the output difference are split further (see
@@ -218,6 +229,9 @@ def rank_genes(
         device=dev,
         zero_baseline=baseline == "zeros",
         times_input=times_input,
+        smoothing=smoothing,
+        n_smoothing=n_smoothing,
+        noise_seed=random_state,
         n_steps=n_steps,
         n_background=n_background,
     )
@@ -233,6 +247,8 @@ def rank_genes(
             explain=kind,
             baseline=baseline,
             times_input=times_input if method == "saliency" else None,
+            smoothing=smoothing if method == "saliency" else None,
+            n_smoothing=n_smoothing if method == "saliency" and smoothing > 0 else None,
             n_steps=n_steps if method == "integrated_gradients" else None,
             n_background=n_background if method == "shap" else None,
             n_cells=n_cells,
