@@ -215,15 +215,20 @@ def main() -> None:
         before = re.search(r"; (\d+ s)[,)]", (out / "attributions.md").read_text())
         took = f"{before.group(1) if before else '?'}, tables rewritten with --retable"
     else:
+        reused = sum((Path(args.save or "") / f"draw{s}.h5ad").is_file() for s in seeds)
         with ProcessPoolExecutor(args.jobs) as pool:
             rows = list(pool.map(partial(one_draw, save=args.save), seeds))
         took = f"{time.perf_counter() - t0:.0f} s"
+        if args.save and reused:
+            took += f", {reused} of the maps reused from {args.save}"
     labels = ["wilcoxon", *METHODS]
     separated = [r for r in rows if r["map 10-NN accuracy"] >= SEPARATED]
     (out / "attributions.json").write_text(json.dumps(rows, indent=1))
     md = (
         "# Attributions on random planted-marker data sets\n\n"
-        f"`python benchmarks/attributions.py --draws {args.draws}` ({len(rows)} draws of "
+        f"`python benchmarks/attributions.py --draws {args.draws}"
+        + (f" --save {args.save}" if args.save else "")
+        + f"` ({len(rows)} draws of "
         "`sl.datasets.planted_markers`, default `sl.tl.ptsne` on 50 PCs, defaults of "
         f"`sl.tl.rank_genes`; {took}). Precision@10 of the planted "
         "up-regulated markers, mean over a draw's groups; distribution over draws.\n\n"
