@@ -89,6 +89,8 @@ def test_tool_options_follow_one_convention(name):
     assert not bad, f"{name}: epoch counts are named n_*epochs, found {bad}"
 
 
+#: tools whose options go through ``@checked_options``
+CHECKED_TOOLS = set(TL) - {"generate"}
 #: numeric options checked in the tool's body because their range depends on the data
 CHECKED_IN_BODY = {"n_clusters", "n_top_genes", "novelty_neighbors", "n_genes"}
 
@@ -98,7 +100,8 @@ def test_every_numeric_option_is_checked_by_name(name):
     """Each int/float option of a tool is checked by the shared table (``tl/_options.OPTIONS``),
     so one name means one range everywhere, and each ``Literal[...]`` option against its
     annotation: a string for a number, or a value not among the choices, is refused naming
-    the option before the tool reads ``adata`` (an empty AnnData suffices)."""
+    the option before the tool reads ``adata`` (an empty AnnData suffices); so is a misspelled
+    option, with the closest real name."""
     import anndata as ad
 
     from sclens.tl._options import OPTIONS
@@ -124,6 +127,11 @@ def test_every_numeric_option_is_checked_by_name(name):
     for option in choices:
         with pytest.raises(ValueError, match=f"{option} must be '"):
             TL[name](empty, **required, **{option: "nonsense"})
+    # a misspelled option is named, with the closest real one
+    if name in CHECKED_TOOLS:
+        misspelled = "random_stat" if "random_state" in _params(TL[name]) else "key_addd"
+        with pytest.raises(TypeError, match=f"unexpected option '{misspelled}'; did you mean"):
+            TL[name](empty, **required, **{misspelled: 0})
 
 
 def _returns_text(func) -> str:

@@ -6,6 +6,7 @@ user one line of reading rather than a PCA, a kNN graph and a meaningless result
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import math
@@ -168,10 +169,12 @@ def resolve_seed(random_state) -> int:
 
 
 def int_option(low: int | None = 1, high: int | None = None) -> Callable[[Any, str], int]:
+    """A check of an integer option in ``[low, high]`` (see :func:`check_int`)."""
     return functools.partial(check_int, low=low, high=high)
 
 
 def float_option(low=None, high=None, *, low_open: bool = False) -> Callable[[Any, str], float]:
+    """A check of a finite number option in an interval (see :func:`check_float`)."""
     return functools.partial(check_float, low=low, high=high, low_open=low_open)
 
 
@@ -221,7 +224,7 @@ def one_of(choices: Sequence[str] | dict[str, str]) -> Callable[[Any, str], str]
     listed = ", ".join(said[:-1]) + f" or {said[-1]}"
 
     def check(value, name: str) -> str:
-        if value not in choices:
+        if not isinstance(value, str) or value not in choices:
             raise ValueError(f"{name} must be {listed}, got {value!r}.")
         return value
 
@@ -250,6 +253,13 @@ def checked_options(**overrides: Callable[[Any, str], Any] | None) -> Callable[[
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
+            unknown = [k for k in kwargs if k not in sig.parameters]
+            if unknown:
+                close = difflib.get_close_matches(unknown[0], list(sig.parameters), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else "."
+                raise TypeError(
+                    f"sl.tl.{func.__name__}() got an unexpected option {unknown[0]!r}{hint}"
+                )
             bound = sig.bind(*args, **kwargs)
             values = bound.arguments
             if "random_state" in checks and "random_state" not in values:
