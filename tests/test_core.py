@@ -206,7 +206,7 @@ def test_smoothgrad_sees_past_a_point_where_the_network_is_flat():
     nearby; SmoothGrad averages the gradients of noised copies, which reach the active side.
     Here the only active gradient is (1, 2), so the average is a positive multiple of it; the
     values are those at the points themselves, and without noise it is the plain gradient."""
-    from sclens._core.attribution import gradients, smoothed_gradients
+    from sclens._core.attribution import Noise, gradients, smoothed_gradients
 
     head = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.ReLU())
     with torch.no_grad():
@@ -216,9 +216,10 @@ def test_smoothgrad_sees_past_a_point_where_the_network_is_flat():
     target = np.zeros(4, dtype=int)
     plain, values = gradients(head, x, target)
     assert np.all(plain == 0) and np.all(values == 0)
-    rng = np.random.default_rng(0)
-    noise = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(64)]
+    noise = Noise(np.ones(2), 64, (0,))
     smooth, smooth_values = smoothed_gradients(head, x, target, noise=noise)
+    again, _ = smoothed_gradients(head, x, target, noise=noise)
+    np.testing.assert_array_equal(again, smooth)  # the same draws every call
     assert np.all(smooth[:, 0] > 0.05)
     np.testing.assert_allclose(smooth[:, 1], 2 * smooth[:, 0], rtol=1e-6)
     np.testing.assert_array_equal(smooth_values, values)

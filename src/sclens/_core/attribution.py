@@ -14,7 +14,7 @@ weight, and signs each attribution by the direction of the gene's difference (se
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,7 @@ __all__ = [
     "input_weights",
     "dense_rows",
     "gradients",
+    "Noise",
     "smoothed_gradients",
     "integrated_gradients",
     "deep_shap",
@@ -156,21 +157,38 @@ def gradients(
     return grads, values
 
 
+@dataclass(frozen=True)
+class Noise:
+    """SmoothGrad's noise: ``n_copies`` Gaussian draws of standard deviation ``sd`` (one per
+    feature), the same draws every time :meth:`copies` is called (from ``seed``)."""
+
+    sd: np.ndarray
+    n_copies: int
+    seed: Sequence[int]
+
+    def copies(self, shape: tuple[int, int], dtype) -> Iterator[np.ndarray]:
+        draw = np.random.default_rng(list(self.seed))
+        for _ in range(self.n_copies):
+            yield (self.sd * draw.standard_normal(shape)).astype(dtype)
+
+
 def smoothed_gradients(
     head: nn.Module,
     features: np.ndarray,
     target: np.ndarray,
     *,
-    noise: Sequence[np.ndarray] = (),
+    noise: Noise | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """SmoothGrad: the gradient averaged over copies of ``features`` with each array of
-    ``noise`` added (the plain gradient without any), and the target's value at ``features``."""
+    """SmoothGrad: the gradient averaged over copies of ``features`` with ``noise`` added (the
+    plain gradient without), and the target's value at ``features``. Copies are drawn one at a
+    time, so memory stays that of one copy."""
     grad, values = gradients(head, features, target, device=device)
-    if len(noise):
-        grad = np.mean(
-            [gradients(head, features + z, target, device=device)[0] for z in noise], axis=0
-        )
+    if noise is not None and noise.n_copies > 0:
+        total = np.zeros_like(grad)
+        for z in noise.copies(features.shape, features.dtype):
+            total += gradients(head, features + z, target, device=device)[0]
+        grad = total / noise.n_copies
     return grad, values
 
 
@@ -354,7 +372,7 @@ def explain_group(
     zero_baseline: bool = False,
     axes: Targets | None = None,
     times_input: bool = False,
-    noise: Sequence[np.ndarray] = (),
+    noise: Noise | None = None,
     n_steps: int = 32,
     n_background: int = 100,
     rng: np.random.Generator,
@@ -378,8 +396,8 @@ def explain_group(
     - saliency: the gradient, at the group's cells, of ``axes`` (one map axis per reference
       group, from its centroid to the group's; or ``targets`` where ``axes`` is None), weighted
       by how far the group's mean expression is from each reference group's
-      (``times_input``: from each cell's own expression); with ``noise`` (arrays the shape of
-      ``features``), averaged over the noised copies of the cells (SmoothGrad).
+      (``times_input``: from each cell's own expression); with ``noise``, averaged over
+      noised copies of the cells (SmoothGrad).
 
     A gene's *score* is the mean over cells of its attribution times the sign of its difference
     from the baseline (``|x - m_h|`` times the path-averaged gradient, for integrated

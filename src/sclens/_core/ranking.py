@@ -12,7 +12,7 @@ from anndata import AnnData
 from scanpy import logging as logg
 from tqdm import tqdm
 
-from .attribution import Targets, explain_group, input_weights
+from .attribution import Noise, Targets, explain_group, input_weights
 from .data import check_key
 from .engine import progress_enabled
 from .model import Model
@@ -259,14 +259,7 @@ def explain_groups(
             # one axis per reference group, from its centroid to the group's
             ref_centroids = np.stack([coords[r].mean(0) for r in refs])
             axes = Targets.axis(np.broadcast_to(centroids[g], ref_centroids.shape), ref_centroids)
-        noise = []
-        if smooth:
-            draw = np.random.default_rng([noise_seed, g])
-            shape = (len(cells), features.shape[1])
-            noise = [
-                (noise_sd * draw.standard_normal(shape)).astype(features.dtype)
-                for _ in range(n_smoothing)
-            ]
+        noise = Noise(noise_sd, n_smoothing, (noise_seed, g)) if smooth else None
         res = explain_group(
             method,
             targets,
