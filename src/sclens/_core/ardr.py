@@ -190,26 +190,28 @@ def fit_ardr(
 
     # PCA / MDS maps are returned in the data's units (the features were divided by inp.scale)
     unit = 1.0 if graph_method else data_unit(inp.scale, resolved["metric"])
-    result = ArdrResult(coords=np.empty(0), resolved=resolved, unused=_unused(method, parametric))
+    uns, obsp = {}, {}
     with run.stage("transform"):
         if parametric:
             network = network.cpu().eval()
             network.scale_output(unit)
             coords = network.transform(features)
-            result.uns["model"] = Model.from_parts(
-                "ardr", inp, network, ardr_method=method
-            ).to_uns()
+            uns["model"] = Model.from_parts("ardr", inp, network, ardr_method=method).to_uns()
         else:
             coords = table.coords.detach().cpu().numpy().astype(np.float64)
             if not graph_method:
                 coords = principal_axes(coords) * unit
-    if not graph_method:
-        result.uns["singular_values"] = np.linalg.svd(coords - coords.mean(0), compute_uv=False)
-    result.resolved["epochs_run"] = len(trainer.history)
     if graph_method:
-        result.obsp[f"{key_added}_connectivities"] = graph.to_sparse().astype(np.float32)
-    result.coords = np.asarray(coords, np.float32)
-    return result
+        obsp[f"{key_added}_connectivities"] = graph.to_sparse().astype(np.float32)
+    else:
+        uns["singular_values"] = np.linalg.svd(coords - coords.mean(0), compute_uv=False)
+    return ArdrResult(
+        np.asarray(coords, np.float32),
+        uns=uns,
+        obsp=obsp,
+        resolved=resolved | {"epochs_run": len(trainer.history)},
+        unused=_unused(method, parametric),
+    )
 
 
 def _unused(method: str, parametric: bool) -> set[str]:

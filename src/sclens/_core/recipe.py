@@ -232,12 +232,8 @@ def neighbor_map(
         n_negatives=None if exact_repulsion else 256,
         batches=batches,
     )
-    resolved = dict(
-        normalization=float(normalization),
-        a=a,
-        b=b,
-        early_exaggeration=early_exaggeration,
-        final_lr_fraction=final_lr_fraction,
+    kept = ("normalization", "a", "b", "early_exaggeration", "final_lr_fraction")
+    resolved = {k: getattr(recipe, k) for k in kept} | dict(
         learning_rate=learning_rate,
         n_epochs=n_epochs,
         exact_repulsion=bool(exact_repulsion),

@@ -12,14 +12,13 @@ from anndata import AnnData
 
 from .._core.data import check_key, check_not_backed
 from .._core.model import Model, ModelError
-from .._core.recipe import auto_epochs, jsonable, seeded
+from .._core.recipe import jsonable, seeded
 
 __all__ = [
     "start_adata",
     "stored_model",
     "categorical_labels",
     "seeded",
-    "auto_epochs",
     "jsonable",
     "renamed_options",
 ]

@@ -237,19 +237,24 @@ def checked_options(**overrides: Callable[[Any, str], Any] | None) -> Callable[[
 
     Every option the caller passed whose name has a check is replaced by the checked value
     (``3.0`` -> ``3``; ``random_state=None`` -> a drawn seed); ``None`` passes unchecked where
-    the tool's default is ``None``. Options left at their defaults are not checked, except
-    ``random_state``, which is always resolved.
+    the tool's default is ``None``. Options left at their defaults are not checked (every
+    default is valid; ``random_state`` defaults to 0).
     """
 
     def decorate(func: F) -> F:
         sig = inspect.signature(func)
         hints = get_type_hints(func)
-        checks = {}
-        for name in sig.parameters:
+
+        def check_of(name: str):
+            if name in overrides:
+                return overrides[name]
+            if name in OPTIONS:
+                return OPTIONS[name]
             if get_origin(hints.get(name)) is Literal:
-                checks[name] = one_of(get_args(hints[name]))
-            checks[name] = overrides.get(name, OPTIONS.get(name, checks.get(name)))
-        checks = {name: check for name, check in checks.items() if check is not None}
+                return one_of(get_args(hints[name]))
+            return None
+
+        checks = {name: c for name in sig.parameters if (c := check_of(name)) is not None}
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
@@ -262,8 +267,6 @@ def checked_options(**overrides: Callable[[Any, str], Any] | None) -> Callable[[
                 )
             bound = sig.bind(*args, **kwargs)
             values = bound.arguments
-            if "random_state" in checks and "random_state" not in values:
-                values["random_state"] = sig.parameters["random_state"].default
             for name, value in values.items():
                 if name in checks and not (value is None and sig.parameters[name].default is None):
                     values[name] = checks[name](value, name)

@@ -15,7 +15,7 @@ from .._core.model import Model
 from .._core.objectives import Classification, balanced_weights
 from .._core.recipe import Phase, Run, neighbor_map, neighbor_phases, network_trainer, settings_of
 from .._core.threads import fixed_threads
-from ._common import auto_epochs, categorical_labels, start_adata
+from ._common import categorical_labels, start_adata
 from ._docs import doc_batches, doc_input, doc_params, doc_run
 from ._options import check_key_added, checked_options
 
@@ -141,9 +141,6 @@ def ptsne(
             n_pcs=n_pcs,
             random_state=random_state,
         )
-    if n_epochs is None:
-        n_epochs = auto_epochs(adata.n_obs, batch_size)
-
     network, trainer = network_trainer(
         features,
         hidden,
@@ -170,16 +167,20 @@ def ptsne(
             {"params": list(network.embed.parameters())},
         ]
     # the t-SNE end of ardr's forces on a network, with ptsne's own defaults
-    tsne, _ = neighbor_map(
+    tsne, resolved = neighbor_map(
         "tsne",
         n_cells=adata.n_obs,
         parametric=True,
+        batch_size=batch_size,
+        n_epochs=n_epochs,
+        learning_rate=learning_rate,
         early_exaggeration=early_exaggeration,
         exaggeration_fraction=exaggeration_fraction,
         final_lr_fraction=final_lr_fraction,
         exact_repulsion=False,
         batches=batches,
     )
+    n_epochs = resolved["n_epochs"]  # recorded in params
     phases += neighbor_phases(
         tsne,
         graph,
