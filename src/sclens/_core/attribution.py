@@ -183,13 +183,16 @@ def smoothed_gradients(
     """SmoothGrad: the gradient averaged over copies of ``features`` with ``noise`` added (the
     plain gradient without), and the target's value at ``features``. Copies are drawn one at a
     time, so memory stays that of one copy."""
-    grad, values = gradients(head, features, target, device=device)
-    if noise is not None and noise.n_copies > 0:
-        total = np.zeros_like(grad)
-        for z in noise.copies(features.shape, features.dtype):
-            total += gradients(head, features + z, target, device=device)[0]
-        grad = total / noise.n_copies
-    return grad, values
+    if noise is None or noise.n_copies == 0:
+        return gradients(head, features, target, device=device)
+    total = np.zeros(features.shape, dtype=np.float64)
+    for z in noise.copies(features.shape, features.dtype):
+        total += gradients(head, features + z, target, device=device)[0]
+    with torch.no_grad():  # the values at the cells themselves, without a backward pass
+        f = torch.as_tensor(features, dtype=torch.float32, device=device)
+        t = torch.as_tensor(target, dtype=torch.long, device=device)
+        values = head(f).gather(1, t[:, None])[:, 0].double().cpu().numpy()
+    return total / noise.n_copies, values
 
 
 def _one_kink(lo, hi, v0, v1, m0, m1):
