@@ -135,6 +135,43 @@ def test_attraction_repulsion_value_and_forces_match_the_definition(normalizatio
     assert Yt.grad[np.setdiff1d(np.arange(n), batch)].abs().max() == 0
 
 
+@pytest.mark.parametrize("normalization", [1.0, 0.0, 0.5])
+@pytest.mark.parametrize("n_negatives", [None, 4])
+def test_edge_batch_forces_match_autograd_of_the_edge_loss(normalization, n_negatives):
+    """Edge batches (networks): the closed-form forces on both ends of every edge == autograd of
+    the batch's loss written out, cells that appear several times in the batch included (a
+    cell is not its own negative)."""
+    from sclens._core.networks import CoordinateTable
+
+    rng = np.random.default_rng(2)
+    n, B, rate, eps = 12, 7, 5.0, 1e-4
+    Y = rng.normal(size=(n, 2)).astype(np.float32)
+    i, j = rng.integers(n, size=B), rng.integers(n, size=B)
+    a, b = (1.0, 1.0) if normalization == 1.0 else (1.6, 0.9)
+    table = CoordinateTable(Y)
+    obj = AttractionRepulsion(None, normalization=normalization, a=a, b=b, n_negatives=n_negatives)
+    out = obj(table, {"i": torch.as_tensor(i), "j": torch.as_tensor(j)})
+    out.total.backward()
+
+    Yt = torch.as_tensor(Y, dtype=torch.float64).requires_grad_()
+    zi, zj = Yt[i], Yt[j]
+    low = 0.0 if b == 1 else eps  # the UMAP kernel's d^(2b) is read at d^2 >= eps
+    attraction = torch.log1p(a * ((zi - zj) ** 2).sum(1).clamp_min(low) ** b).mean()
+    m = B if n_negatives is None else n_negatives
+    d2 = ((zi[:, None, :] - zj[None, :m, :]) ** 2).sum(-1).clamp_min(low)
+    # neither the edge's own partner nor the cell itself (at another edge's end) repels
+    off = ~torch.eye(B, m, dtype=torch.bool) & torch.as_tensor(i[:, None] != j[None, :m])
+    w = 1 / (1 + a * d2[off] ** b)
+    ref = (
+        attraction
+        + normalization * torch.log(w.mean())
+        - (1 - normalization) * rate * torch.log1p(-w + eps).mean()
+    )
+    ref.backward()
+    torch.testing.assert_close(out.total.detach().double(), ref.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(table.coords.grad.double(), Yt.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_attraction_repulsion_running_normaliser_keeps_the_gradient_direction():
     """With a running Z, a step's gradient is grad(mean w) / Z: the same direction as with the
     batch's own Z, scaled by the ratio of the two (a pair is not divided by itself)."""
