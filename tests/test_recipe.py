@@ -18,10 +18,19 @@ from sclens._core.engine import Trainer
 from sclens._core.graph import neighbor_graph
 from sclens._core.model import Model
 from sclens._core.networks import IndexedNetwork, Network
-from sclens._core.recipe import NeighborMap, Run, auto_epochs, neighbor_phases, settings_of
+from sclens._core.recipe import (
+    NETWORK_HIDDEN,
+    NeighborMap,
+    Run,
+    auto_epochs,
+    neighbor_phases,
+    settings_of,
+)
+from sclens._core.threads import fixed_threads
 from sclens.tl._common import seeded, start_adata
 
 
+@fixed_threads  # as every tool: results depend on torch's thread count
 def heavy_tailed_tsne(
     adata,
     *,
@@ -44,13 +53,13 @@ def heavy_tailed_tsne(
             features, affinity="tsne", perplexity=perplexity, adata=adata, n_pcs=50,
             random_state=random_state,
         )  # fmt: skip
-    n_epochs = n_epochs or auto_epochs(adata.n_obs, 1024)
+    n_epochs = n_epochs or auto_epochs(adata.n_obs, 1024, passes=200)
     with seeded(random_state):
-        network = Network(features.shape[1], (256, 256, 256), 2)
+        network = Network(features.shape[1], NETWORK_HIDDEN, 2)
     trainer = Trainer(IndexedNetwork(features, network), device="cpu", random_state=random_state)
     phases = neighbor_phases(
         NeighborMap(b=b), graph, trainer, parametric=True, n_epochs=n_epochs,
-        learning_rate=2e-3, batch_size=1024,
+        learning_rate=1e-2, batch_size=1024,
     )  # fmt: skip
     run.train(trainer, phases)
     network = network.eval()

@@ -12,7 +12,7 @@ from anndata import AnnData
 from .._core.ardr import fit_ardr
 from .._core.data import obsm_init
 from .._core.engine import resolve_device
-from .._core.recipe import Run, settings_of
+from .._core.recipe import NETWORK_HIDDEN, Run, settings_of
 from .._core.threads import fixed_threads
 from ._common import start_adata
 from ._docs import doc_batches, doc_input, doc_params, doc_run
@@ -51,7 +51,7 @@ def ardr(
     exaggeration_fraction: float = 0.25,
     final_lr_fraction: float | None = None,
     batches: Literal["auto", "edges", "cells"] = "auto",
-    hidden: Sequence[int] = (256, 256, 256),
+    hidden: Sequence[int] = NETWORK_HIDDEN,
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
     random_state: int | None = 0,
     key_added: str = "ardr",
@@ -130,7 +130,7 @@ def ardr(
         ``'pca'``/``'mds'``: an epoch is one pass over the cells (one step when exact); ``None``:
         up to 1,000 exact steps (stopping once the loss is stable), 100 sampled epochs.
     learning_rate
-        ``None``: Adam at 0.5 for coordinates and 2e-3 for networks (``'tsne'``/``'umap'``);
+        ``None``: Adam at 0.5 for coordinates and 1e-2 for networks (``'tsne'``/``'umap'``);
         plain gradient descent at 0.125 in units of the inverse largest eigenvalue of the target
         (``'pca'``/``'mds'`` coordinates), which converges for values below 0.25.
     batch_size
@@ -144,8 +144,7 @@ def ardr(
         Fraction of ``n_epochs`` spent with early exaggeration (``'tsne'``/``'umap'``/``'lle'``).
     final_lr_fraction
         The learning rate decays linearly to this fraction of itself over the main phase
-        (``'tsne'``/``'umap'``/``'lle'``); ``None``: 0.1 for coordinates, 1 (no decay) for
-        networks, as :func:`sclens.tl.ptsne`, which keeps held-out cells better placed.
+        (``'tsne'``/``'umap'``/``'lle'``); ``None``: 0.1, for coordinates and networks alike.
     batches
         ``'tsne'``/``'umap'``/``'lle'``: how the forces are sampled (``'auto'``: edges for a
         network, cells for coordinates): {doc_batches}

@@ -13,7 +13,15 @@ from .._core.engine import CellSampler, resolve_device
 from .._core.graph import neighbor_graph
 from .._core.model import Model
 from .._core.objectives import Classification, balanced_weights
-from .._core.recipe import Phase, Run, neighbor_map, neighbor_phases, network_trainer, settings_of
+from .._core.recipe import (
+    NETWORK_HIDDEN,
+    Phase,
+    Run,
+    neighbor_map,
+    neighbor_phases,
+    network_trainer,
+    settings_of,
+)
 from .._core.threads import fixed_threads
 from ._common import categorical_labels, start_adata
 from ._docs import doc_batches, doc_input, doc_params, doc_run
@@ -34,14 +42,14 @@ def ptsne(
     n_pcs: int | None = 50,
     layer: str | None = None,
     labels: str | None = None,
-    hidden: Sequence[int] = (256, 256, 256),
+    hidden: Sequence[int] = NETWORK_HIDDEN,
     n_epochs: int | None = None,
     n_pretrain_epochs: int = 20,
     early_exaggeration: float = 4.0,
     exaggeration_fraction: float = 0.25,
     batch_size: int = 1024,
-    learning_rate: float = 2e-3,
-    final_lr_fraction: float = 1.0,
+    learning_rate: float = 1e-2,
+    final_lr_fraction: float = 0.1,
     batches: Literal["edges", "cells"] = "edges",
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
     random_state: int | None = 0,
@@ -74,8 +82,8 @@ def ptsne(
     hidden
         Widths of the network's hidden layers.
     n_epochs
-        Epochs of t-SNE training; one epoch samples ``n_obs`` edges. ``None``: about 20 passes,
-        between 1,500 and 3,000 steps.
+        Epochs of t-SNE training; one epoch samples ``n_obs`` edges. ``None``: 200 passes over the
+        cells, between 1,500 and 3,000 steps.
     n_pretrain_epochs
         Epochs of the classifier pretraining (only with ``labels``).
     early_exaggeration
