@@ -125,9 +125,9 @@ class AttractionRepulsion:
 
         As for cell batches the forces on both ends are computed in closed form and autograd
         only carries them through the encoder: the same gradient as autograd of the loss (checked
-        in ``tests/test_core.py``) in about half the time of a step, most of which went to the
-        backward pass through the ``B x m`` pair matrix. Networks train on edge batches (measured:
-        cell batches give better coordinate tables but worse networks, ``docs/methods/ardr.md``).
+        in ``tests/test_core.py``), about 10 % faster per step (the rest of a step is the
+        network's forward and backward pass). Networks train on edge batches (measured: cell
+        batches give better coordinate tables but worse networks, ``docs/methods/ardr.md``).
         """
         i = batch["i"]
         B = len(i)
@@ -144,7 +144,7 @@ class AttractionRepulsion:
             pull = (self.exaggeration / B) * (log_w.exp() * self.kernel_slope(d2))[:, None] * diff
             grad[:B] += pull
             grad[B:] -= pull
-            # repulsion: every start from the first m ends, its own partner excluded
+            # repulsion: every start from the first m ends
             m = B if self.n_negatives is None else min(self.n_negatives, B)
             ends = zj[:m]
             d2 = pairwise_sq_dists(zi, ends)
