@@ -147,22 +147,10 @@ class AttractionRepulsion:
             # repulsion: every start from the first m ends
             m = B if self.n_negatives is None else min(self.n_negatives, B)
             ends = zj[:m]
-            d2 = pairwise_sq_dists(zi, ends)
             # a start is not repelled by its own partner, nor by itself at another edge's end
             own = torch.arange(B, device=y.device)[:, None] == torch.arange(m, device=y.device)
             own |= i[:, None] == batch["j"][None, :m]
-            w = self.kernel_log(d2).masked_fill(own, -torch.inf).exp()
-            count = own.numel() - int(own.sum())
-            dw = -(w * w) * self.kernel_slope(d2)  # dw_ab/dz_a = dw_ab (z_a - e_b)
-            repulsion, coef = 0.0, torch.zeros_like(w)
-            if self.normalization > 0:
-                total_w = w.sum()
-                repulsion += self.normalization * float(torch.log(total_w / count))
-                coef += (self.normalization / total_w) * dw
-            if self.normalization < 1:
-                share = (1 - self.normalization) * self.negative_rate / count
-                repulsion += share * float(-torch.log1p(-w + self.eps).masked_fill(own, 0).sum())
-                coef += share * dw / (1 - w + self.eps)
+            repulsion, coef = self._repulsion(zi, ends, own, running_z=False)
             grad[:B] += coef.sum(1, keepdim=True) * zi - coef @ ends
             grad[B : B + m] += coef.sum(0)[:, None] * ends - coef.T @ zi
         value = self.exaggeration * attraction + repulsion
@@ -182,6 +170,38 @@ class AttractionRepulsion:
         if self.b == 1.0:
             return torch.full_like(d2, 2.0 * self.a)
         return 2.0 * self.a * self.b * d2.clamp_min(self.eps) ** (self.b - 1.0)
+
+    def _repulsion(
+        self, y: torch.Tensor, others: torch.Tensor, excluded: torch.Tensor, *, running_z: bool
+    ) -> tuple[float, torch.Tensor]:
+        """The repulsion of every row of ``y`` from every row of ``others`` (pairs marked in
+        ``excluded`` left out): its value and coefficients ``c`` such that the loss's gradient
+        is ``sum_b c_ab (y_a - o_b)`` on ``y_a`` and minus that, summed over ``a``, on ``o_b``.
+        ``running_z``: t-SNE's normaliser is the running mean ``Z`` (cell batches, see the
+        class), else the pairs' own mean (edge batches)."""
+        d2 = pairwise_sq_dists(y, others)
+        w = self.kernel_log(d2).masked_fill(excluded, -torch.inf).exp()
+        count = excluded.numel() - int(excluded.sum())
+        dw = -(w * w) * self.kernel_slope(d2)  # dw_ab/dy_a = dw_ab (y_a - o_b)
+        value, coef = 0.0, torch.zeros_like(w)
+        if self.normalization > 0:
+            total_w = w.sum()
+            if running_z:
+                mean_w = total_w / count
+                if self._z is None or self.z_decay <= 0:
+                    self._z = mean_w
+                else:
+                    self._z = self.z_decay * self._z + (1 - self.z_decay) * mean_w
+                value += self.normalization * float(torch.log(self._z) + mean_w / self._z - 1)
+                coef += (self.normalization / (count * self._z)) * dw
+            else:
+                value += self.normalization * float(torch.log(total_w / count))
+                coef += (self.normalization / total_w) * dw
+        if self.normalization < 1:
+            share = (1 - self.normalization) * self.negative_rate / count
+            value += share * float(-torch.log1p(-w + self.eps).masked_fill(excluded, 0).sum())
+            coef += share * dw / (1 - w + self.eps)
+        return value, coef
 
     def _rows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(position in the batch, neighbour, ``n p``) of every stored entry of the rows ``idx``."""
@@ -260,24 +280,8 @@ class AttractionRepulsion:
                 neg = torch.randint(self.n, (self.n_negatives,), generator=self.generator)
                 neg = neg.to(idx.device)
             others = memory[neg]
-            d2 = pairwise_sq_dists(y, others)
             same = idx[:, None] == neg[None, :]
-            w = self.kernel_log(d2).masked_fill(same, -torch.inf).exp()
-            count = same.numel() - int(same.sum())
-            dw = -(w * w) * self.kernel_slope(d2)  # dw_ik/dy_i = dw_ik (y_i - m_k)
-            repulsion, coef = 0.0, torch.zeros_like(w)
-            if self.normalization > 0:
-                mean_w = w.sum() / count
-                if self._z is None or self.z_decay <= 0:
-                    self._z = mean_w
-                else:
-                    self._z = self.z_decay * self._z + (1 - self.z_decay) * mean_w
-                repulsion += self.normalization * float(torch.log(self._z) + mean_w / self._z - 1)
-                coef += (self.normalization / (count * self._z)) * dw
-            if self.normalization < 1:
-                share = (1 - self.normalization) * self.negative_rate / count
-                repulsion += share * float(-torch.log1p(-w + self.eps).sum())
-                coef += share * dw / (1 - w + self.eps)
+            repulsion, coef = self._repulsion(y, others, same, running_z=True)
             grad += coef.sum(1, keepdim=True) * y - coef @ others
             self._remember(idx, y)
         value = self.exaggeration * attraction + repulsion

@@ -222,7 +222,7 @@ def neighbor_map(
     if early_exaggeration is None:
         early_exaggeration = 4.0 if normalization > 0 else 1.0
     if final_lr_fraction is None:
-        final_lr_fraction = 0.1
+        final_lr_fraction = NeighborMap.final_lr_fraction
     learning_rate = learning_rate or (1e-2 if parametric else 0.5)
     if n_epochs is None:
         n_epochs = (
