@@ -136,14 +136,17 @@ def test_tsne_maps_are_tsne_grade_on_pbmc68k(pbmc):
     seeds 0-1 x avx2/avx512 kernels x 1/2 threads (5 runs, benchmarks/spread.py, Intel CPU):
     the t-SNE table 0.94999-0.95002, parametric t-SNE (before its recipe change) 0.9314-0.9332;
     with today's recipe, seeds 0-1 x AVX2/portable kernels x 1/2 threads on an AMD EPYC (AVX2)
-    CPU: table 0.9491-0.9499, parametric 0.9309-0.9354. A UMAP-grade map (0.920) fails both
-    floors; the table's is above sc.tl.tsne's own trustworthiness."""
+    CPU: table 0.9491-0.9499, parametric 0.9309-0.9354. With uniform negatives for edge
+    batches (December 2026; same grid on an AMD EPYC with AVX-512): table 0.9499-0.9500,
+    parametric 0.9407-0.9446. A UMAP-grade map (0.920) fails both floors, and so does the
+    parametric map of the earlier edge-end negatives on most runs; the table's floor is above
+    sc.tl.tsne's own trustworthiness."""
     sc.pp.pca(pbmc, n_comps=50, random_state=0)
     table, net = pbmc.copy(), pbmc.copy()
     sl.tl.ardr(table, method="tsne", random_state=SEED)
     assert measured("trust_table", trust(pbmc.obsm["X_pca"], table.obsm["X_ardr"])) > 0.945
     sl.tl.ptsne(net, random_state=SEED)
-    assert measured("trust_ptsne", trust(pbmc.obsm["X_pca"], net.obsm["X_ptsne"])) > 0.926
+    assert measured("trust_ptsne", trust(pbmc.obsm["X_pca"], net.obsm["X_ptsne"])) > 0.935
 
 
 def test_umap_end_reaches_umap_quality(baron):

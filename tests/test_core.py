@@ -136,31 +136,31 @@ def test_attraction_repulsion_value_and_forces_match_the_definition(normalizatio
 
 
 @pytest.mark.parametrize("normalization", [1.0, 0.0, 0.5])
-@pytest.mark.parametrize("n_negatives", [None, 4])
-def test_edge_batch_forces_match_autograd_of_the_edge_loss(normalization, n_negatives):
-    """Edge batches (networks): the closed-form forces on both ends of every edge == autograd of
-    the batch's loss written out, cells that appear several times in the batch included (a
-    cell is not its own negative)."""
+@pytest.mark.parametrize("m", [12, 5])
+def test_edge_batch_forces_match_autograd_of_the_edge_loss(normalization, m):
+    """Edge batches (networks): the closed-form forces on both ends of every edge and on the
+    uniform negatives == autograd of the batch's loss written out, cells that appear several
+    times in the batch (as starts, ends and negatives) included; a cell is not its own negative."""
     from sclens._core.networks import CoordinateTable
 
     rng = np.random.default_rng(2)
     n, B, rate, eps = 12, 7, 5.0, 1e-4
     Y = rng.normal(size=(n, 2)).astype(np.float32)
     i, j = rng.integers(n, size=B), rng.integers(n, size=B)
+    neg = np.arange(n) if m == n else rng.integers(n, size=m)
     a, b = (1.0, 1.0) if normalization == 1.0 else (1.6, 0.9)
     table = CoordinateTable(Y)
-    obj = AttractionRepulsion(None, normalization=normalization, a=a, b=b, n_negatives=n_negatives)
-    out = obj(table, {"i": torch.as_tensor(i), "j": torch.as_tensor(j)})
+    obj = AttractionRepulsion(None, normalization=normalization, a=a, b=b)
+    batch = {"i": torch.as_tensor(i), "j": torch.as_tensor(j), "neg": torch.as_tensor(neg)}
+    out = obj(table, batch)
     out.total.backward()
 
     Yt = torch.as_tensor(Y, dtype=torch.float64).requires_grad_()
-    zi, zj = Yt[i], Yt[j]
+    zi, zj, zn = Yt[i], Yt[j], Yt[neg]
     low = 0.0 if b == 1 else eps  # the UMAP kernel's d^(2b) is read at d^2 >= eps
     attraction = torch.log1p(a * ((zi - zj) ** 2).sum(1).clamp_min(low) ** b).mean()
-    m = B if n_negatives is None else n_negatives
-    d2 = ((zi[:, None, :] - zj[None, :m, :]) ** 2).sum(-1).clamp_min(low)
-    # neither the edge's own partner nor the cell itself (at another edge's end) repels
-    off = ~torch.eye(B, m, dtype=torch.bool) & torch.as_tensor(i[:, None] != j[None, :m])
+    d2 = ((zi[:, None, :] - zn[None, :, :]) ** 2).sum(-1).clamp_min(low)
+    off = torch.as_tensor(i[:, None] != neg[None, :])
     w = 1 / (1 + a * d2[off] ** b)
     ref = (
         attraction
@@ -170,6 +170,30 @@ def test_edge_batch_forces_match_autograd_of_the_edge_loss(normalization, n_nega
     ref.backward()
     torch.testing.assert_close(out.total.detach().double(), ref.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(table.coords.grad.double(), Yt.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_edge_sampler_draws_edges_by_weight_and_negatives_uniformly():
+    """Edge ends follow the affinities; the negatives do not (every cell equally likely), and
+    ``n_negatives=None`` gives every cell."""
+    from sclens._core.engine import EdgeSampler
+    from sclens._core.graph import Graph
+
+    n = 50
+    rows, cols = np.zeros(n - 1, int), np.arange(1, n)  # a star: cell 0 is in every edge
+    w = np.full(n - 1, 1 / (n - 1))
+    graph = Graph(
+        n, rows, cols, w, knn_indices=np.empty((n, 0), int), knn_distances=np.empty((n, 0))
+    )
+    gen = torch.Generator().manual_seed(0)
+    batches = list(EdgeSampler(graph, 100, edges_per_epoch=20_000, n_negatives=64).epoch(gen))
+    ends = torch.cat([torch.cat([b["i"], b["j"]]) for b in batches])
+    neg = torch.cat([b["neg"] for b in batches])
+    assert (ends == 0).float().mean() == pytest.approx(0.5, abs=0.02)
+    assert (neg == 0).float().mean() == pytest.approx(1 / n, abs=0.01)
+    counts = torch.bincount(neg, minlength=n).float()
+    assert counts.min() > 0.6 * counts.mean() and counts.max() < 1.4 * counts.mean()
+    every = next(iter(EdgeSampler(graph, 10, n_negatives=None).epoch(gen)))["neg"]
+    assert torch.equal(every, torch.arange(n))
 
 
 def test_attraction_repulsion_running_normaliser_keeps_the_gradient_direction():

@@ -184,7 +184,12 @@ def test_directional_saliency_points_from_source_to_target(syn):
     is why the averaged form exists. The toward end depends on where the map happens to put the
     other groups: a group lying between source and target lends its own markers to the
     direction (seed 1 with AVX2 kernels: 0.5). Measured again (seeds 0-1 x AVX-512/AVX2 x
-    1-2 threads): toward 0.7-0.9, away 1.0, centroid away 0.6-0.7. Floors: 0.4, 0.8 and 0.3.
+    1-2 threads): toward 0.7-0.9, away 1.0, centroid away 0.6-0.7. With uniform negatives for
+    edge batches (December 2026; seeds 0-2 x AVX-512/AVX2/portable kernels x 1 thread, and
+    seeds 0-1 x AVX2/portable x 2 threads, on an AMD EPYC): toward 0.4-0.9, away 0.7-1.0,
+    centroid away 0.5-1.0, and no planted marker at the wrong end (a marker that moves cells
+    away from the target among the top 10, or toward it among the bottom 10) in any run.
+    Floors: 0.3, 0.6 and 0.3; at most one of the 20 end genes at the wrong end.
     """
     adata = syn.copy()
     up = adata.var["direction"] == "up"
@@ -195,8 +200,10 @@ def test_directional_saliency_points_from_source_to_target(syn):
     # the Jacobian averaged over the source cells: both ends are the planted markers
     sl.tl.directional_saliency(adata, "0", "1", groupby="group", model_key="ptsne", at="cells")
     names = list(adata.uns["directional_saliency"]["names"])
-    assert measured("cells_toward", np.mean([g in toward for g in names[:10]])) >= 0.4
-    assert measured("cells_away", np.mean([g in away for g in names[-10:]])) >= 0.8
+    wrong = np.mean([g in away for g in names[:10]] + [g in toward for g in names[-10:]])
+    assert measured("cells_wrong_end", wrong) <= 0.05
+    assert measured("cells_toward", np.mean([g in toward for g in names[:10]])) >= 0.3
+    assert measured("cells_away", np.mean([g in away for g in names[-10:]])) >= 0.6
     # at the source centroid alone (salient-SNE's definition) the local gradient is noisier
     sl.tl.directional_saliency(adata, "0", "1", groupby="group", model_key="ptsne")
     names = list(adata.uns["directional_saliency"]["names"])

@@ -38,15 +38,24 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 class EdgeSampler:
-    """Batches of graph edges ``(i, j)`` drawn with probability proportional to their weight."""
+    """Batches of graph edges ``(i, j)`` drawn with probability proportional to their weight, and
+    ``n_negatives`` cells ``neg`` drawn uniformly for the repulsion (``None``: every cell)."""
 
-    def __init__(self, graph: Graph, batch_size: int, edges_per_epoch: int | None = None):
+    def __init__(
+        self,
+        graph: Graph,
+        batch_size: int,
+        edges_per_epoch: int | None = None,
+        n_negatives: int | None = 256,
+    ):
         self.rows = torch.as_tensor(graph.rows)
         self.cols = torch.as_tensor(graph.cols)
         self.cdf = torch.as_tensor(np.cumsum(graph.weights), dtype=torch.float64)
         self.cdf /= self.cdf[-1].clone()
         self.batch_size = int(batch_size)
         self.edges_per_epoch = int(edges_per_epoch or graph.n)
+        self.n = graph.n
+        self.n_negatives = None if n_negatives is None else int(n_negatives)
 
     def __len__(self) -> int:
         return max(1, self.edges_per_epoch // self.batch_size)
@@ -56,10 +65,18 @@ class EdgeSampler:
         e = torch.searchsorted(self.cdf, u).clamp_max(len(self.cdf) - 1)
         # random orientation so neither end is privileged
         flip = torch.rand(len(e), generator=generator) < 0.5
-        i = torch.where(flip, self.cols[e], self.rows[e])
-        j = torch.where(flip, self.rows[e], self.cols[e])
-        for s in range(0, len(e), self.batch_size):
-            yield {"i": i[s : s + self.batch_size].long(), "j": j[s : s + self.batch_size].long()}
+        i = torch.where(flip, self.cols[e], self.rows[e]).long()
+        j = torch.where(flip, self.rows[e], self.cols[e]).long()
+        if self.n_negatives is None:
+            negatives = torch.arange(self.n).expand(len(self), self.n)
+        else:
+            negatives = torch.randint(self.n, (len(self), self.n_negatives), generator=generator)
+        for b, s in enumerate(range(0, len(e), self.batch_size)):
+            yield {
+                "i": i[s : s + self.batch_size],
+                "j": j[s : s + self.batch_size],
+                "neg": negatives[b],
+            }
 
 
 class CellSampler:

@@ -63,8 +63,9 @@ EXACT_REPULSION_CELLS = 1000
 class AttractionRepulsion:
     """t-SNE and UMAP as one objective: attraction on graph neighbours, repulsion from other cells.
 
-    Two kinds of batch. Graph edges (``batch['i']``, ``batch['j']``, from
-    :class:`~sclens._core.engine.EdgeSampler`; networks train on these): see :meth:`_edges`.
+    Two kinds of batch. Graph edges (``batch['i']``, ``batch['j']`` and uniform negatives
+    ``batch['neg']``, from :class:`~sclens._core.engine.EdgeSampler`; networks train on these):
+    see :meth:`_edges`.
     Cells (``batch['idx']``; coordinate tables): each cell ``i`` is pulled by *all* its graph
     neighbours (its row of the affinity matrix ``graph``: symmetric, rescaled here to sum to 1
     over all pairs) and pushed by ``n_negatives`` cells drawn at random (``None``: every cell,
@@ -114,27 +115,34 @@ class AttractionRepulsion:
         return self.graph.shape[0]
 
     def _edges(self, encoder, batch) -> Loss:
-        """A batch of graph edges ``(i, j)`` drawn in proportion to their affinity
-        (:class:`~sclens._core.engine.EdgeSampler`): both ends are encoded; each edge's start is
-        pulled by its end and repelled from the first ``n_negatives`` edge ends (its own partner
-        and itself excluded). The loss of the batch of ``B`` edges is::
+        """A batch of graph edges ``(i, j)`` drawn in proportion to their affinity, and cells
+        ``neg`` drawn uniformly (:class:`~sclens._core.engine.EdgeSampler`): each edge's start is
+        pulled by its end and repelled from every cell of ``neg`` (itself excluded). The loss of
+        the batch of ``B`` edges and ``m`` negatives is::
 
             exaggeration * mean_e [-log w(z_i - z_j)]
-            + normalization * log(mean w) over the B x m start-end pairs (t-SNE: log Z)
+            + normalization * log(mean w) over the B x m start-negative pairs (t-SNE: log Z)
             + (1 - normalization) * negative_rate * mean [-log(1 - w)]   (UMAP)
 
-        As for cell batches the forces on both ends are computed in closed form and autograd
-        only carries them through the encoder: the same gradient as autograd of the loss (checked
-        in ``tests/test_core.py``), about 10 % faster per step (the rest of a step is the
-        network's forward and backward pass). Networks train on edge batches (measured: cell
-        batches give better coordinate tables but worse networks, ``docs/methods/ardr.md``).
+        Why uniform negatives: the edge ends are drawn in proportion to a cell's share of the
+        affinities, which varies 0.5-3.5x (up to 9x) around its mean on the sets of
+        ``benchmarks/maps.py``; repelling from the ends overweights hub cells in the estimate of
+        ``Z`` and the repulsion, and underweights outlying ones (``docs/methods/ardr.md``).
+        Every distinct cell of the batch (``i``, ``j`` and ``neg`` together) is encoded once:
+        on a few thousand cells many appear several times, and a step costs less.
+
+        As for cell batches the forces are computed in closed form and autograd only carries
+        them through the encoder: the same gradient as autograd of the loss (checked in
+        ``tests/test_core.py``). Networks train on edge batches (measured: cell batches give
+        better coordinate tables but worse networks, ``docs/methods/ardr.md``).
         """
-        i = batch["i"]
+        i, j, neg = batch["i"], batch["j"], batch["neg"]
         B = len(i)
-        z = encoder(torch.cat([i, batch["j"]]))
+        cells, where = torch.unique(torch.cat([i, j, neg]), return_inverse=True)
+        z = encoder(cells)
         with torch.no_grad():
-            y = z.detach().float()
-            zi, zj = y[:B], y[B:]
+            y = z.detach().float()[where]
+            zi, zj, zn = y[:B], y[B : 2 * B], y[2 * B :]
             grad = torch.zeros_like(y)
             # attraction along each edge, on both ends
             diff = zi - zj
@@ -143,16 +151,13 @@ class AttractionRepulsion:
             attraction = float(-log_w.mean())
             pull = (self.exaggeration / B) * (log_w.exp() * self.kernel_slope(d2))[:, None] * diff
             grad[:B] += pull
-            grad[B:] -= pull
-            # repulsion: every start from the first m ends
-            m = B if self.n_negatives is None else min(self.n_negatives, B)
-            ends = zj[:m]
-            # a start is not repelled by its own partner, nor by itself at another edge's end
-            own = torch.arange(B, device=y.device)[:, None] == torch.arange(m, device=y.device)
-            own |= i[:, None] == batch["j"][None, :m]
-            repulsion, coef = self._repulsion(zi, ends, own, running_z=False)
-            grad[:B] += coef.sum(1, keepdim=True) * zi - coef @ ends
-            grad[B : B + m] += coef.sum(0)[:, None] * ends - coef.T @ zi
+            grad[B : 2 * B] -= pull
+            # repulsion: every start from every negative, itself excluded
+            repulsion, coef = self._repulsion(zi, zn, i[:, None] == neg[None, :], running_z=False)
+            grad[:B] += coef.sum(1, keepdim=True) * zi - coef @ zn
+            grad[2 * B :] += coef.sum(0)[:, None] * zn - coef.T @ zi
+            # each distinct cell's force: the sum over its places in the batch
+            grad = torch.zeros(len(cells), y.shape[1], device=y.device).index_add_(0, where, grad)
         value = self.exaggeration * attraction + repulsion
         total = (z * grad.to(z.dtype)).sum()
         return Loss(

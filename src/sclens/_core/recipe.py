@@ -272,7 +272,11 @@ def neighbor_phases(
     """
     n = graph.n
     cells = recipe.batches == "cells" or (recipe.batches == "auto" and not parametric)
-    sampler = CellSampler(n, batch_size) if cells else EdgeSampler(graph, batch_size)
+    sampler = (
+        CellSampler(n, batch_size)
+        if cells
+        else EdgeSampler(graph, batch_size, n_negatives=recipe.n_negatives)
+    )
     affinities = graph.to_sparse() if cells else None
     exaggerate = recipe.early_exaggeration != 1
     n_early = int(round(recipe.exaggeration_fraction * n_epochs)) if exaggerate else 0

@@ -28,7 +28,7 @@ device
 
 doc_batches = """\
 ``'edges'``, graph edges drawn in proportion to their
-        affinity, each edge's start pulled by its end and pushed by 256 edge ends of the batch;
+        affinity, each edge's start pulled by its end and pushed by 256 cells drawn uniformly;
         or ``'cells'``, each cell of the batch pulled by all its graph neighbours and pushed by
         256 random cells, their positions read from a memory of every cell's last output.
         For a network on a few thousand cells ``'cells'`` gave more trustworthy maps but, on
