@@ -157,9 +157,9 @@ def train_and_place(method: str, ref, query, seed: int = 0) -> dict:
 
 
 def numba_warm_up() -> float:
-    """Seconds of numba's one-off compilation in scanpy's UMAP path, on 5,000 random cells:
-    above 4,096 cells ``sc.pp.neighbors`` calls pynndescent, whose compilation (about 25 s on
-    2 cores) a smaller set leaves to the first large data set's timing."""
+    """Seconds of numba's one-off compilation in scanpy's UMAP path, on 5,000 random cells
+    (above 4,096 cells ``sc.pp.neighbors`` calls pynndescent). pynndescent still compiles more
+    on its first large set, which :func:`main` therefore meets once, untimed, per data set."""
     import anndata as ad
     import scanpy as sc
 
