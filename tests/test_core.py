@@ -137,15 +137,19 @@ def test_attraction_repulsion_value_and_forces_match_the_definition(normalizatio
 
 @pytest.mark.parametrize("normalization", [1.0, 0.0, 0.5])
 @pytest.mark.parametrize("m", [None, 5])
-def test_edge_batch_forces_match_autograd_of_the_edge_loss(normalization, m):
+@pytest.mark.parametrize("shift", [0.0, 100.0])
+def test_edge_batch_forces_match_autograd_of_the_edge_loss(normalization, m, shift):
     """Edge batches (networks): the closed-form forces on both ends of every edge and on the
     uniform negatives == autograd of the batch's loss written out, cells that appear several
-    times in the batch (as starts, ends and negatives) included; a cell is not its own negative."""
+    times in the batch (as starts, ends and negatives) included; a cell is not its own negative.
+    ``shift``: the same cells 100 units from the origin, where maps' cells often lie; squared
+    distances from the expanded form |a|^2 + |b|^2 - 2ab lost ~1 % to cancellation there in
+    float32 (the forces then missed this check), differences of coordinates do not."""
     from sclens._core.networks import CoordinateTable
 
     rng = np.random.default_rng(2)
     n, B, rate, eps = 12, 7, 5.0, 1e-4
-    Y = rng.normal(size=(n, 2)).astype(np.float32)
+    Y = (rng.normal(size=(n, 2)) + shift).astype(np.float32)
     i, j = rng.integers(n, size=B), rng.integers(n, size=B)
     neg = np.arange(n) if m is None else rng.integers(n, size=m)  # None: every cell
     a, b = (1.0, 1.0) if normalization == 1.0 else (1.6, 0.9)
@@ -169,7 +173,9 @@ def test_edge_batch_forces_match_autograd_of_the_edge_loss(normalization, m):
     )
     ref.backward()
     torch.testing.assert_close(out.total.detach().double(), ref.detach(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(table.coords.grad.double(), Yt.grad, rtol=1e-4, atol=1e-6)
+    # float32 coordinates near 100 carry ~1e-5 of absolute rounding into 1 / (1 - w) (UMAP)
+    tol = dict(rtol=1e-4, atol=1e-6) if shift == 0 else dict(rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(table.coords.grad.double(), Yt.grad, **tol)
 
 
 def test_edge_sampler_draws_edges_by_weight_and_negatives_uniformly():

@@ -31,7 +31,7 @@ def test_nan_in_representation(pbmc):
 
 def test_too_few_cells_for_perplexity(pbmc):
     small = pbmc[:60].copy()
-    _fails(small, ValueError, r"needs at least 91 cells .*at most 19 here")
+    _fails(small, ValueError, r"needs at least 61 cells .*at most 29 here")
 
 
 def test_missing_keys_list_what_exists(pbmc):

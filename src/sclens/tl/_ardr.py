@@ -6,12 +6,12 @@ import inspect
 from collections.abc import Sequence
 from typing import Literal
 
-import numpy as np
 from anndata import AnnData
 
 from .._core.ardr import fit_ardr
 from .._core.data import obsm_init
 from .._core.engine import resolve_device
+from .._core.graph import tsne_n_neighbors
 from .._core.recipe import NETWORK_HIDDEN, Run, settings_of
 from .._core.threads import fixed_threads
 from ._common import start_adata
@@ -102,7 +102,7 @@ def ardr(
         Dimensions of the map.
     {doc_input}
     perplexity
-        ``'tsne'``: perplexity of the affinities (``3 * perplexity`` neighbours per cell).
+        ``'tsne'``: perplexity of the affinities (``2 * perplexity`` neighbours per cell).
     n_neighbors
         ``'umap'``/``'lle'``: neighbours per cell.
     min_dist
@@ -197,7 +197,7 @@ def ardr(
             "weights, UMAP-like forces) or parametric=False."
         )
     if graph_method or classical:
-        needed = (int(np.ceil(3 * perplexity)) if method == "tsne" else int(n_neighbors)) + 1
+        needed = (tsne_n_neighbors(perplexity) if method == "tsne" else int(n_neighbors)) + 1
         if adata.n_obs < needed:
             raise ValueError(
                 f"ardr(method={method!r}) needs at least {needed} cells for its neighbour graph, "

@@ -10,7 +10,7 @@ from anndata import AnnData
 
 from .._core.data import prepare_input
 from .._core.engine import CellSampler, resolve_device
-from .._core.graph import neighbor_graph
+from .._core.graph import neighbor_graph, tsne_n_neighbors
 from .._core.model import Model
 from .._core.objectives import Classification, balanced_weights
 from .._core.recipe import (
@@ -75,7 +75,7 @@ def ptsne(
     n_components
         Dimensions of the map.
     perplexity
-        t-SNE perplexity; the graph holds ``3 * perplexity`` neighbours per cell.
+        t-SNE perplexity; the graph holds ``2 * perplexity`` neighbours per cell.
     {doc_input}
     labels
         ``.obs`` column for supervised pretraining (unlabelled cells, NaN, are ignored).
@@ -120,11 +120,11 @@ def ptsne(
     adata = start_adata(adata, "ptsne", copy, backed_ok=True)
     check_key_added(adata, key_added)
     resolve_device(device)
-    needed = int(np.ceil(3 * perplexity)) + 1
+    needed = tsne_n_neighbors(perplexity) + 1
     if adata.n_obs < needed:
         raise ValueError(
-            f"ptsne with perplexity={perplexity} needs at least {needed} cells (3 x perplexity + 1), "
-            f"got {adata.n_obs}. Lower `perplexity` (at most {max((adata.n_obs - 1) // 3, 1)} here)."
+            f"ptsne with perplexity={perplexity} needs at least {needed} cells (2 x perplexity + 1), "
+            f"got {adata.n_obs}. Lower `perplexity` (at most {max((adata.n_obs - 1) // 2, 1)} here)."
         )
     run = Run("computing parametric t-SNE")
     codes = classes = None
