@@ -27,7 +27,7 @@ PL = {name: getattr(sl.pl, name) for name in sl.pl.__all__}
 RETURNS_NEW = {"generate"}
 #: tools without randomness (no ``random_state``); ``test_tools_write_what_they_document``
 #: checks that each gives the same result twice
-DETERMINISTIC = {"generate", "project", "directional_saliency"}
+DETERMINISTIC = {"generate", "project"}
 
 
 def _params(func) -> dict[str, inspect.Parameter]:

@@ -151,7 +151,9 @@ def test_separation_flags_groups_the_map_mixes(syn, monkeypatch, tmp_path):
     The planted groups, which the map keeps apart, score near 1 and pass silently; three random
     labels of the same cells score near 0 and are each named in one warning. Measured over seeds
     0-1 x AVX-512/AVX2 kernels x 1-2 threads (benchmarks/spread.py): worst planted group
-    0.928-0.953, largest |separation| of a random label 0.014-0.019. Floors 0.8 (above the
+    0.928-0.953, largest |separation| of a random label 0.014-0.019; with 61-neighbour t-SNE
+    graphs (December 2026; seeds 0-2 x AVX-512/AVX2/portable kernels x 1-2 threads, 6 runs of benchmarks/spread.py on an AMD EPYC with AVX-512) 0.943-0.954 and
+    0.011-0.026. Floors 0.8 (above the
     warning's 0.75) and 0.1. Survives the h5ad round trip.
     """
     adata = syn.copy()
@@ -174,40 +176,50 @@ def test_separation_flags_groups_the_map_mixes(syn, monkeypatch, tmp_path):
     assert back == pytest.approx(sep)
 
 
-def test_directional_saliency_points_from_source_to_target(syn):
-    """Directional saliency from group 0 toward group 1 names the planted markers.
+def _direction_ends(adata, source, target, **kwargs):
+    """Shares of planted markers at the two ends of a directional ranking, and whether any
+    planted marker sits at the wrong end (moving cells away among the top 10, or toward the
+    target among the bottom 10)."""
+    up, down = adata.var["direction"] == "up", adata.var["direction"] == "down"
+    of = adata.var["marker_of"]
+    toward = set(adata.var_names[(up & (of == target)) | (down & (of == source))])
+    away = set(adata.var_names[(up & (of == source)) | (down & (of == target))])
+    sl.tl.directional_saliency(adata, source, target, groupby="group", model_key="ptsne", **kwargs)
+    names = list(adata.uns["directional_saliency"]["names"])
+    wrong = any(g in away for g in names[:10]) or any(g in toward for g in names[-10:])
+    return (
+        np.mean([g in toward for g in names[:10]]),
+        np.mean([g in away for g in names[-10:]]),
+        wrong,
+    )
 
-    Measured over seeds x torch kernels x threads (benchmarks/spread.py), share of planted
-    markers at the two ends of the ranking: toward the target (Jacobian averaged over the
-    source cells) 0.5-1.0, away from it 1.0; at the source centroid alone (salient-SNE's
-    definition: one gradient, at a point that need not lie on the data) away 0.4-1.0, which
-    is why the averaged form exists. The toward end depends on where the map happens to put the
-    other groups: a group lying between source and target lends its own markers to the
-    direction (seed 1 with AVX2 kernels: 0.5). Measured again (seeds 0-1 x AVX-512/AVX2 x
-    1-2 threads): toward 0.7-0.9, away 1.0, centroid away 0.6-0.7. With uniform negatives for
-    edge batches (December 2026; seeds 0-2 x AVX-512/AVX2/portable kernels x 1 thread, and
-    seeds 0-1 x AVX2/portable x 2 threads, on an AMD EPYC): toward 0.4-0.9, away 0.7-1.0,
-    centroid away 0.5-1.0, and no planted marker at the wrong end (a marker that moves cells
-    away from the target among the top 10, or toward it among the bottom 10) in any run.
-    Floors: 0.3, 0.6 and 0.3; at most one of the 20 end genes at the wrong end.
+
+def test_directional_saliency_points_from_source_to_target(syn):
+    """Directional saliency names the planted markers at both ends, over all 20 ordered pairs
+    of the 5 groups (one pair alone swings with where the map puts the other groups: a group
+    lying between source and target lends its own markers to the direction).
+
+    Measured (12 seeds of the map, one thread, AMD EPYC with AVX-512; per-seed means over the 20
+    pairs of the share of planted markers among the 10 genes at each end): averaged over the
+    source cells (SmoothGrad, 8 copies per cell) toward 0.695-0.755, away 0.815-0.920, no pair
+    with a planted marker at the wrong end; at the source centroid (SmoothGrad, 64 copies)
+    toward 0.665-0.735, away 0.815-0.945, 0-5 % of pairs with one at the wrong end. The plain
+    gradient at the centroid (salient-SNE's one gradient; ``smoothing=0``): toward 0.245-0.465,
+    away 0.365-0.705, 5-30 % of pairs. Over seeds 0-2 x AVX-512/AVX2/portable kernels x 1-2
+    threads (6 runs of benchmarks/spread.py): cells 0.72-0.75 / 0.83-0.90 / 0 %, centroid
+    0.705-0.735 / 0.825-0.925 / 0-5 %. Floors: 0.6, 0.7 and 10 %.
     """
     adata = syn.copy()
-    up = adata.var["direction"] == "up"
-    down = adata.var["direction"] == "down"
-    of = adata.var["marker_of"]
-    toward = set(adata.var_names[(up & (of == "1")) | (down & (of == "0"))])
-    away = set(adata.var_names[(up & (of == "0")) | (down & (of == "1"))])
-    # the Jacobian averaged over the source cells: both ends are the planted markers
-    sl.tl.directional_saliency(adata, "0", "1", groupby="group", model_key="ptsne", at="cells")
-    names = list(adata.uns["directional_saliency"]["names"])
-    wrong = np.mean([g in away for g in names[:10]] + [g in toward for g in names[-10:]])
-    assert measured("cells_wrong_end", wrong) <= 0.05
-    assert measured("cells_toward", np.mean([g in toward for g in names[:10]])) >= 0.3
-    assert measured("cells_away", np.mean([g in away for g in names[-10:]])) >= 0.6
-    # at the source centroid alone (salient-SNE's definition) the local gradient is noisier
-    sl.tl.directional_saliency(adata, "0", "1", groupby="group", model_key="ptsne")
-    names = list(adata.uns["directional_saliency"]["names"])
-    assert measured("centroid_away", np.mean([g in away for g in names[-10:]])) >= 0.3
+    groups = list(adata.obs["group"].cat.categories)
+    for at in ("cells", "centroid"):
+        ends = [_direction_ends(adata, s, t, at=at) for s in groups for t in groups if s != t]
+        toward, away, wrong = (np.mean(v) for v in zip(*ends, strict=True))
+        assert measured(f"{at}_toward", toward) >= 0.6, ends
+        assert measured(f"{at}_away", away) >= 0.7, ends
+        assert measured(f"{at}_wrong_end", wrong) <= 0.1, ends
+    params = adata.uns["directional_saliency"]["params"]
+    assert params["at"] == "centroid" and params["smoothing"] == 0.5
+    assert params["n_smoothing"] == 64
     ax = sl.pl.directional_saliency(adata, n_genes=5, show=False)
     assert len(ax.patches) == 10
     plt.close("all")
@@ -225,7 +237,9 @@ def test_saliency_image_on_digits():
     ax = sl.pl.saliency_image(adata, image_shape=(8, 8), show=False)
     img = ax.images[0].get_array()
     assert img.shape == (8, 8)
-    # pixels inked in ones but not in zeros push a zero toward the ones
+    # pixels inked in ones but not in zeros push a zero toward the ones; correlation 0.41-0.58
+    # over seeds 0-2 x AVX-512/AVX2/portable kernels x 1-2 threads (6 runs, December 2026;
+    # SmoothGrad at the centroid; 0.39-0.60 with the plain gradient)
     mean = lambda d: digits.data[digits.target == d].mean(0)  # noqa: E731
     assert measured("corr", np.corrcoef(np.ravel(img), mean(1) - mean(0))[0, 1]) > 0.3
     plt.close("all")
@@ -277,6 +291,8 @@ def test_den_cluster_logits_name_the_markers(pancreas_maps):
     cluster's logit ranks SST last (1999 of 2000; GCG first, i.e. "not alpha"), measured with
     seed 0. INS, GCG, PRSS1, PPY and KRT19 rank 1, 1, 6, 1 and 6. ptsne IG names SST first
     (``test_canonical_pancreas_markers``). Over seeds 0-1 x kernels x threads: 0-1 missed.
+    Seeds 2-7 (one thread, AVX-512): 0-1 missed; on seed 2 only four types have a main cluster
+    of >= 85 % purity that they dominate (0 missed among them), so four checked are enough.
     """
     adata = pancreas_maps.copy()
     sl.tl.rank_genes(adata, "den", model_key="den", method="integrated_gradients", n_cells=200)
@@ -293,7 +309,7 @@ def test_den_cluster_logits_name_the_markers(pancreas_maps):
         checked += 1
         if gene not in set(names[cluster][:10]):
             missed.append((cluster, cell_type, list(names[cluster][:10])))
-    assert checked >= 5 and measured("missed", len(missed)) <= 1, (checked, missed)
+    assert checked >= 4 and measured("missed", len(missed)) <= 1, (checked, missed)
 
 
 def test_bad_input_raises_before_writing(syn):
@@ -336,27 +352,34 @@ def planted():
 
 
 @pytest.mark.parametrize(
-    "method, kwargs",
+    "method, kwargs, floors",
     [
-        ("saliency", {}),
-        ("integrated_gradients", {}),
-        ("shap", {"n_cells": 60}),
+        ("saliency", {}, (0.85, 0.3)),
+        ("integrated_gradients", {}, (0.9, 0.7)),
+        ("shap", {"n_cells": 60}, (0.9, 0.7)),
     ],
     ids=["saliency", "integrated_gradients", "shap"],
 )
-def test_markers_of_a_generator_nobody_tuned_for(planted, method, kwargs):
+def test_markers_of_a_generator_nobody_tuned_for(planted, method, kwargs, floors):
     """Precision@10 of the planted up-regulated markers on a draw of the random family.
 
     Wilcoxon: 1.0 in every group. Measured (benchmarks/spread.py, seeds 0-1 x AVX-512/AVX2
     kernels x 1-2 threads): 1.0 in every group for every method (saliency with and without
-    SmoothGrad). Floors: mean 0.9, worst group 0.7. Over 30 random draws with default maps, see
+    SmoothGrad). Then over seeds 0-9 of the map (one thread, AMD EPYC with AVX-512), mean over
+    the 6 groups / worst group: integrated gradients 0.983-1.0 / 0.9-1.0; saliency 0.833-1.0 /
+    0.0-1.0 with the 91-neighbour t-SNE graph (seeds 4 and 6: 0.0 and 0.3, in groups 0 and 3)
+    and 0.90-1.0 / 0.4-1.0 with today's 61 neighbours (worst groups 5, 1, 1, 1 and 3 on five
+    seeds); over seeds x kernels x threads (6 runs) shap 0.983-1.0 / 0.9-1.0. Saliency is a
+    local gradient and misses a group's markers on some maps that integrated gradients and
+    SHAP read correctly (``docs/methods/attribution.md``). Floors, mean / worst group:
+    saliency 0.85 / 0.3, the others 0.9 / 0.7. Over 30 random draws with default maps, see
     benchmarks/attributions.py.
     """
     adata = planted.copy()
     sl.tl.rank_genes(adata, "group", model_key="ptsne", method=method, **kwargs)
     prec = precision_at_10(adata, f"rank_genes_{method}")
-    assert measured("mean_precision", np.mean(list(prec.values()))) >= 0.9, prec
-    assert measured("min_precision", min(prec.values())) >= 0.7, prec
+    assert measured("mean_precision", np.mean(list(prec.values()))) >= floors[0], prec
+    assert measured("min_precision", min(prec.values())) >= floors[1], prec
 
 
 def test_deletion_curves(syn):
@@ -364,7 +387,9 @@ def test_deletion_curves(syn):
 
     Measured (seeds 0-1 x AVX-512/AVX2 kernels x 1-2 threads): with the top 10 genes removed,
     0.40-0.42 of the cells in their group left it (integrated gradients' ranking), 0.42-0.44
-    (its influence ranking), 0.001-0.003 with random genes. Floors: 0.3 and at most 0.05.
+    (its influence ranking), 0.001-0.003 with random genes; with 61-neighbour t-SNE graphs
+    (December 2026; seeds 0-2 x AVX-512/AVX2/portable kernels x 1-2 threads, 6 runs) 0.40-0.46,
+    0.42-0.48 and 0.002-0.004. Floors: 0.3 and at most 0.05.
     """
     adata = syn.copy()
     sl.tl.rank_genes(adata, "group", model_key="ptsne", method="integrated_gradients")

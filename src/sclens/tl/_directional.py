@@ -8,7 +8,14 @@ import numpy as np
 from anndata import AnnData
 from scanpy import logging as logg
 
-from .._core.attribution import Targets, dense_rows, gradients, input_weights, integrated_gradients
+from .._core.attribution import (
+    Noise,
+    Targets,
+    dense_rows,
+    input_weights,
+    integrated_gradients,
+    smoothed_gradients,
+)
 from .._core.data import query_matrix
 from .._core.engine import resolve_device
 from .._core.ranking import groups_and_references
@@ -31,6 +38,9 @@ def directional_saliency(
     at: Literal["centroid", "cells"] = "centroid",
     method: Literal["gradient", "integrated_gradients"] = "gradient",
     n_steps: int = 32,
+    smoothing: float = 0.5,
+    n_smoothing: int | None = None,
+    random_state: int = 0,
     key_added: str = "directional_saliency",
     device: Literal["auto", "cpu", "cuda"] | str = "auto",
     copy: bool = False,
@@ -41,7 +51,15 @@ def directional_saliency(
     source group's centroid to the target group's centroid in the map, the score of gene ``j``
     is ``u . dy/dx_j`` evaluated at the source group's mean expression (``at='centroid'``) or
     averaged over the source cells (``at='cells'``). A positive score: raising the gene moves a
-    source cell toward the target; negative: away from it.
+    source cell toward the target; negative: away from it. The Jacobian is SmoothGrad's, as for
+    saliency in :func:`sclens.tl.rank_genes`: averaged over ``n_smoothing`` copies of each point
+    with Gaussian noise of ``smoothing`` standard deviations of each input feature (``smoothing=0``:
+    the gradient at the point itself, salient-SNE's own definition). A ReLU network is piecewise
+    linear, and its gradient at one point reads the one linear piece the point falls in: on the
+    tests' planted-marker data (5 groups, all 20 ordered pairs, 12 seeds of the map) the plain
+    gradient at the source centroid put 2.5-4.7 of the 10 genes at the toward end among the
+    planted markers that move cells toward the target (per-seed means), SmoothGrad's 6.7-7.4
+    (``docs/methods/attribution.md``).
 
     With ``method='integrated_gradients'`` the gradient is integrated along the straight path
     from the source's mean expression (or each source cell, ``at='cells'``) to the target's mean
@@ -70,6 +88,15 @@ def directional_saliency(
         ``'gradient'`` (salient-SNE's directional saliency) or ``'integrated_gradients'``.
     n_steps
         Integration steps of integrated gradients.
+    smoothing
+        ``method='gradient'`` only: noise of SmoothGrad, in standard deviations of each input
+        feature (of the PCs, for a model that reads genes through its PCA layer); 0: the plain
+        gradient.
+    n_smoothing
+        ``method='gradient'`` only: noised copies of each point the gradient is averaged over
+        (default: 64 at the centroid, 8 per cell with ``at='cells'``).
+    random_state
+        Seed of SmoothGrad's noise.
     key_added
         Key in ``adata.uns``.
     device
@@ -89,7 +116,8 @@ def directional_saliency(
         Integrated gradients only: ``u . (y(x_target) - y(x_source))`` (mean over paths) and
         the median over paths of ``|sum of attributions - distance| / |distance|``.
     ``params``
-        ``groupby``, ``source``, ``target``, ``model_key``, ``at``, ``method``, ``n_steps``.
+        ``groupby``, ``source``, ``target``, ``model_key``, ``at``, ``method``, ``n_steps``,
+        ``smoothing``, ``n_smoothing``, ``random_state``.
     """
     model = attribution_model(adata, model_key)
     names, masks, _ = groups_and_references(adata, groupby, [source, target], "rest")
@@ -115,8 +143,13 @@ def directional_saliency(
         x0, f = dense_rows(X, src), features[src]
     tgt = np.zeros(len(f), dtype=np.int64)
     extra = {}
+    if n_smoothing is None:
+        n_smoothing = 64 if at == "centroid" else 8
+    smooth = method == "gradient" and smoothing > 0 and n_smoothing > 0
     if method == "gradient":
-        grad, _ = gradients(head, f, tgt, device=dev)
+        sd = smoothing * features.std(0, dtype=np.float64) if smooth else None
+        noise = Noise(sd, n_smoothing, (random_state,)) if smooth else None
+        grad, _ = smoothed_gradients(head, f, tgt, noise=noise, device=dev)
         gene_scores = grad.mean(0) @ W.T
     else:
         x1 = np.asarray(X[np.flatnonzero(masks[1])].mean(axis=0), dtype=np.float64).ravel()
@@ -139,6 +172,9 @@ def directional_saliency(
                 "at": at,
                 "method": method,
                 "n_steps": n_steps if method == "integrated_gradients" else None,
+                "smoothing": smoothing if method == "gradient" else None,
+                "n_smoothing": n_smoothing if smooth else None,
+                "random_state": random_state if smooth else None,
             }
         ),
         "names": np.asarray(inp.var_names[order], dtype=str),
