@@ -166,6 +166,16 @@ class Noise:
     n_copies: int
     seed: Sequence[int]
 
+    @classmethod
+    def for_features(
+        cls, features: np.ndarray, smoothing: float, n_copies: int, seed: Sequence[int]
+    ) -> Noise | None:
+        """``smoothing`` standard deviations of each column of ``features`` (the cells the
+        attribution reads), or None where SmoothGrad is off (``smoothing`` or ``n_copies`` 0)."""
+        if smoothing <= 0 or n_copies <= 0:
+            return None
+        return cls(smoothing * features.std(0, dtype=np.float64), int(n_copies), tuple(seed))
+
     def copies(self, shape: tuple[int, int], dtype) -> Iterator[np.ndarray]:
         draw = np.random.default_rng(list(self.seed))
         for _ in range(self.n_copies):

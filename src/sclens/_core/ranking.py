@@ -4,7 +4,7 @@ with, the targets of a trained map, one attribution run per group, and the resul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -234,8 +234,9 @@ def explain_groups(
     (over all cells of ``adata``), drawn for group ``g`` from the seed ``(noise_seed, g)``.
     ``settings``: ``zero_baseline``, ``times_input``, ``n_steps``, ``n_background``."""
     W, c = input_weights(inp)
-    smooth = method == "saliency" and smoothing > 0 and n_smoothing > 0
-    noise_sd = smoothing * features.std(0, dtype=np.float64) if smooth else None
+    noise = None
+    if method == "saliency":
+        noise = Noise.for_features(features, smoothing, n_smoothing, (noise_seed,))
     labels = group_labels(adata, groupby)
     scores, influence, store = [], [], {}
     mean_of: dict[str, np.ndarray] = {}  # each group's mean expression, computed once
@@ -259,7 +260,7 @@ def explain_groups(
             # one axis per reference group, from its centroid to the group's
             ref_centroids = np.stack([coords[r].mean(0) for r in refs])
             axes = Targets.axis(np.broadcast_to(centroids[g], ref_centroids.shape), ref_centroids)
-        noise = Noise(noise_sd, n_smoothing, (noise_seed, g)) if smooth else None
+        group_noise = None if noise is None else replace(noise, seed=(noise_seed, g))
         res = explain_group(
             method,
             targets,
@@ -273,7 +274,7 @@ def explain_groups(
             W=W,
             c=c,
             axes=axes,
-            noise=noise,
+            noise=group_noise,
             rng=rng,
             device=device,
             **settings,

@@ -145,10 +145,9 @@ def directional_saliency(
     extra = {}
     if n_smoothing is None:
         n_smoothing = 64 if at == "centroid" else 8
-    smooth = method == "gradient" and smoothing > 0 and n_smoothing > 0
+    noise = None
     if method == "gradient":
-        sd = smoothing * features.std(0, dtype=np.float64) if smooth else None
-        noise = Noise(sd, n_smoothing, (random_state,)) if smooth else None
+        noise = Noise.for_features(features, smoothing, n_smoothing, (random_state,))
         grad, _ = smoothed_gradients(head, f, tgt, noise=noise, device=dev)
         gene_scores = grad.mean(0) @ W.T
     else:
@@ -173,8 +172,8 @@ def directional_saliency(
                 "method": method,
                 "n_steps": n_steps if method == "integrated_gradients" else None,
                 "smoothing": smoothing if method == "gradient" else None,
-                "n_smoothing": n_smoothing if smooth else None,
-                "random_state": random_state if smooth else None,
+                "n_smoothing": None if noise is None else n_smoothing,
+                "random_state": None if noise is None else random_state,
             }
         ),
         "names": np.asarray(inp.var_names[order], dtype=str),
