@@ -7,7 +7,8 @@
 
 Every method reads the same 50 principal components (``run.prepare``; digits: 50 PCs of the 64
 pixels; ``digits20k``/``digits70k``: 50 PCs of 16 x 16 images deformed from sklearn's digits,
-see :func:`deformed_digits`; pbmc68k: a fresh PCA of its scaled ``X``). Cells are split 80/20
+see :func:`deformed_digits`; pbmc68k: a fresh PCA of its scaled ``X``; ``planted<seed>``: 50 PCs
+of one log-normalised draw of :func:`sclens.datasets.planted_markers`, e.g. ``planted28``). Cells are split 80/20
 (seed 0): each map is trained on the 80 %, and the 20 % are placed
 on it by the method's own transform (openTSNE ``TSNEEmbedding.transform``, ``sc.tl.ingest`` for
 UMAP, ``sl.tl.project`` for parametric sclens maps: a forward pass, or for ``ptsne_neighbors``
@@ -74,6 +75,16 @@ def load(name: str, n_synthetic: int):
             CACHE.mkdir(exist_ok=True)
             adata.write_h5ad(path)
         return sc.read_h5ad(path), "digit"
+    if name.startswith("planted") and name[7:].isdigit():
+        # one draw of the attribution benchmark's generator: noisy counts whose correlated gene
+        # modules (programmes shared across groups) compete with the groups for the map
+        import sclens as sl
+
+        adata = sl.datasets.planted_markers(random_state=int(name[7:]))
+        sc.pp.normalize_total(adata, target_sum=1e4)
+        sc.pp.log1p(adata)
+        sc.pp.pca(adata, n_comps=50, random_state=0)
+        return adata, "group"
     path, label = prepare(name, n_synthetic)
     adata = sc.read_h5ad(path)
     if name == "pbmc68k":
