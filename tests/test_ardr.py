@@ -105,7 +105,9 @@ def test_sampled_pairs_are_accurate_within_what_the_docs_say(baron):
     sl.tl.ardr(baron, method="pca", sampled_pairs=512, random_state=SEED)
     Y = baron.obsm["X_ardr"].astype(np.float64)
     P = baron.obsm["X_pca"][:, :2].astype(np.float64)
-    assert measured("cos", _principal_cosines(Y, P).min()) >= 0.9995  # measured 0.99991
+    # measured 0.99978-0.99992 (seeds 0-2 x AVX-512/AVX2/portable kernels x 1-2 threads, with
+    # even cell batches and the force scale of their mean size, December 2026)
+    assert measured("cos", _principal_cosines(Y, P).min()) >= 0.9995
     target = np.linalg.svd(P - P.mean(0), compute_uv=False)
     np.testing.assert_allclose(baron.uns["ardr"]["singular_values"], target, rtol=0.01)
 

@@ -235,8 +235,10 @@ def gram_phase(
             lam = top_eigenvalue(lambda v: Ks @ v, len(sub)) * n / len(sub)
     m = n if (sampled_pairs is None and not parametric) else int(sampled_pairs or batch_size)
     m = min(m, n)
-    objective = GramMismatch(**target, scale=lam * m / n)
     cells = CellSampler(n, m)
+    # forces grow with a batch's cells: scale by its mean size (even batches of at most m), so
+    # a step of plain gradient descent on sampled pairs is the same whatever n is
+    objective = GramMismatch(**target, scale=lam * (n / len(cells)) / n)
     exact = m == n and not parametric
     if parametric:
         lr = learning_rate or 2e-3
