@@ -168,7 +168,10 @@ def test_gne_reconstructs_better_than_an_autoencoder(baron):
     0.1048-0.1055, GNE / autoencoder 0.989-0.995. Before lazy Adam on the coordinates, their
     learning rate 3 and annealed noise, GNE was 0.1070 (at 30 epochs 0.1144 vs 0.1135; with the
     current training 0.1139 vs 0.1135: the gain shows once the noise is low for long enough).
-    The GNE paper's gap (MNIST 0.0288 vs 0.0438) does not reproduce at this size.
+    The GNE paper's gap (MNIST 0.0288 vs 0.0438) does not reproduce at this size. With even
+    cell batches (December 2026; 2,142 cells at 512 were 4 x 512 + 94, now 5 x 428-429; seeds
+    0-2 x AVX-512/AVX2/portable kernels x 1-2 threads): GNE 0.1034-0.1040, GNE / autoencoder
+    0.983-0.992.
     """
     sl.tl.gne(baron, n_epochs=60, random_state=SEED)
     X = np.asarray(baron.X.toarray() if hasattr(baron.X, "toarray") else baron.X, np.float32)
