@@ -88,7 +88,7 @@ class CellSampler:
     batch's cells, so a small last batch gave its cells a force 24x as large; under Adam that
     inflated their second-moment estimates for hundreds of steps and slowed every cell that
     had once been in it (a t-SNE coordinate table of 2,090 cells: trustworthiness 0.775 ->
-    0.808, openTSNE's 0.803; ``docs/methods/ardr.md``).
+    0.806 over three seeds, openTSNE's 0.803; ``docs/methods/ardr.md``).
     """
 
     def __init__(

@@ -236,9 +236,9 @@ def gram_phase(
     m = n if (sampled_pairs is None and not parametric) else int(sampled_pairs or batch_size)
     m = min(m, n)
     cells = CellSampler(n, m)
-    # forces grow with a batch's cells: scale by its mean size (even batches of at most m), so
-    # a step of plain gradient descent on sampled pairs is the same whatever n is
-    objective = GramMismatch(**target, scale=lam * (n / len(cells)) / n)
+    # forces grow with a batch's cells: scale by their mean count (even batches of at most m),
+    # i.e. lam * (n / len(cells)) / n, so a plain gradient step on sampled pairs keeps its size
+    objective = GramMismatch(**target, scale=lam / len(cells))
     exact = m == n and not parametric
     if parametric:
         lr = learning_rate or 2e-3
