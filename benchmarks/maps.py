@@ -76,15 +76,7 @@ def load(name: str, n_synthetic: int):
             adata.write_h5ad(path)
         return sc.read_h5ad(path), "digit"
     if name.startswith("planted") and name[7:].isdigit():
-        # one draw of the attribution benchmark's generator: noisy counts whose correlated gene
-        # modules (programmes shared across groups) compete with the groups for the map
-        import sclens as sl
-
-        adata = sl.datasets.planted_markers(random_state=int(name[7:]))
-        sc.pp.normalize_total(adata, target_sum=1e4)
-        sc.pp.log1p(adata)
-        sc.pp.pca(adata, n_comps=50, random_state=0)
-        return adata, "group"
+        return planted_draw(int(name[7:])), "group"
     path, label = prepare(name, n_synthetic)
     adata = sc.read_h5ad(path)
     if name == "pbmc68k":
@@ -93,6 +85,21 @@ def load(name: str, n_synthetic: int):
         # tools that read X_pca; one PCA of X for every method
         sc.pp.pca(adata, n_comps=50, random_state=0)
     return adata, label
+
+
+def planted_draw(seed: int):
+    """One draw of :func:`sclens.datasets.planted_markers` (the attribution benchmark's
+    generator: noisy counts whose correlated gene modules, programmes shared across groups,
+    compete with the groups for the map), log-normalised, with 50 PCs."""
+    import scanpy as sc
+
+    import sclens as sl
+
+    adata = sl.datasets.planted_markers(random_state=seed)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.pca(adata, n_comps=50, random_state=0)
+    return adata
 
 
 def deformed_digits(n: int, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:

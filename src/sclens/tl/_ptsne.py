@@ -10,7 +10,7 @@ from anndata import AnnData
 
 from .._core.data import prepare_input
 from .._core.engine import CellSampler, resolve_device
-from .._core.graph import neighbor_graph, tsne_n_neighbors
+from .._core.graph import TSNE_NEIGHBORS_PER_PERPLEXITY, neighbor_graph, tsne_n_neighbors
 from .._core.model import Model
 from .._core.objectives import Classification, balanced_weights
 from .._core.recipe import (
@@ -123,8 +123,10 @@ def ptsne(
     needed = tsne_n_neighbors(perplexity) + 1
     if adata.n_obs < needed:
         raise ValueError(
-            f"ptsne with perplexity={perplexity} needs at least {needed} cells (2 x perplexity + 1), "
-            f"got {adata.n_obs}. Lower `perplexity` (at most {max((adata.n_obs - 1) // 2, 1)} here)."
+            f"ptsne with perplexity={perplexity} needs at least {needed} cells "
+            f"({TSNE_NEIGHBORS_PER_PERPLEXITY} x perplexity + 1), got {adata.n_obs}. Lower "
+            f"`perplexity` (at most {max((adata.n_obs - 1) // TSNE_NEIGHBORS_PER_PERPLEXITY, 1)} "
+            "here)."
         )
     run = Run("computing parametric t-SNE")
     codes = classes = None
