@@ -313,3 +313,27 @@ def test_smoothgrad_sees_past_a_point_where_the_network_is_flat():
     np.testing.assert_array_equal(smooth_values, values)
     unsmoothed, _ = smoothed_gradients(head, x + 1.0, target)
     np.testing.assert_array_equal(unsmoothed, gradients(head, x + 1.0, target)[0])
+
+
+def test_graph_spectral_is_laplacian_eigenmaps_and_splits_components():
+    """The networks' start: on a connected graph the approximation spans the exact Laplacian
+    eigenmaps (sklearn's solver; measured max principal angle 2e-8 degrees after 200 steps,
+    3e-4 after 100); on a graph of two components its first coordinate tells them apart."""
+    from scipy.linalg import subspace_angles
+    from sklearn.manifold import spectral_embedding
+
+    from sclens._core.recipe import graph_spectral
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 1.0, size=(4, 10))
+    X = (centers[rng.integers(0, 4, 600)] + rng.normal(size=(600, 10))).astype(np.float32)
+    g = neighbor_graph(X, affinity="tsne", perplexity=30.0)
+    approx = graph_spectral(g, X, 3)
+    exact = spectral_embedding(g.to_sparse(), n_components=3, drop_first=True, random_state=0)
+    assert np.degrees(subspace_angles(approx, exact)).max() < 0.01
+
+    far = np.vstack([X[:300], X[300:] + 100.0])  # two groups no neighbour links
+    g2 = neighbor_graph(far, affinity="tsne", perplexity=30.0)
+    first = graph_spectral(g2, far, 2)[:, 0]
+    lo, hi = sorted([first[:300], first[300:]], key=np.mean)
+    assert lo.max() < hi.min()

@@ -38,7 +38,7 @@ def test_ptsne_map_is_tsne_grade_on_pancreas(baron, baron_tsne_trust):
     assert measured("knn", knn_accuracy(Y, baron.obs["cell_type1"])) > 0.96
     uns = baron.uns["ptsne"]
     assert uns["params"]["perplexity"] == 30.0
-    assert set(uns["history"]["phase"]) == {"exaggeration", "embedding"}
+    assert set(uns["history"]["phase"]) == {"start", "exaggeration", "embedding"}
     h = uns["history"]
     late = h["loss"][h["phase"] == "embedding"]
     assert late[-5:].mean() < late[:5].mean(), "the t-SNE loss must fall during training"
@@ -108,6 +108,21 @@ def test_same_seed_gives_identical_coordinates(pbmc):
     np.testing.assert_array_equal(a.obsm["X_ptsne"], b.obsm["X_ptsne"])
 
 
+def test_the_network_starts_from_the_map_init_names(pbmc):
+    """``init``: the network is fitted to the starting coordinates before t-SNE trains it. From
+    ``X_umap`` and one t-SNE step the map is UMAP's up to scale and shift (R^2 of the linear fit
+    0.987-0.990, seeds 0-2, one thread); ``'random'`` skips the start."""
+    sl.tl.ptsne(pbmc, init="X_umap", n_epochs=1, random_state=SEED)
+    Y, U = pbmc.obsm["X_ptsne"], pbmc.obsm["X_umap"]
+    A = np.column_stack([U, np.ones(len(U))])
+    fit = A @ np.linalg.lstsq(A, Y, rcond=None)[0]
+    r2 = 1 - ((Y - fit) ** 2).sum() / ((Y - Y.mean(0)) ** 2).sum()
+    assert measured("r2_start_from_umap", r2) > 0.95
+    assert pbmc.uns["ptsne"]["params"]["init"] == "X_umap"
+    sl.tl.ptsne(pbmc, init="random", n_epochs=2, key_added="from_random")
+    assert "start" not in set(np.asarray(pbmc.uns["from_random"]["history"]["phase"]).astype(str))
+
+
 def test_supervised_pretraining_learns_labels(pbmc):
     # 600 epochs (600 steps on 700 cells) instead of the default 1,500 keep this test short;
     # both maps get the same budget
@@ -151,7 +166,7 @@ def test_scanpy_embedding_plot_reads_the_map(pbmc):
     ax = sc.pl.embedding(pbmc, basis="ptsne", color="bulk_labels", show=False)
     assert ax.get_xlabel() == "ptsne1"
     ax = sl.pl.history(pbmc, "ptsne", show=False)
-    assert len(ax.get_lines()) == 2
+    assert len(ax.get_lines()) == 3  # start, exaggeration, embedding
 
 
 def test_above_4096_cells_with_scanpy_neighbours_reused():

@@ -28,6 +28,7 @@ from .recipe import (
     initial_coordinates,
     neighbor_map,
     neighbor_phases,
+    network_start,
     network_trainer,
     standardise,
 )
@@ -129,10 +130,16 @@ def fit_ardr(
             keep_only=LLE_SETTINGS,
         )
 
+    start = None
     if parametric:
         network, trainer = network_trainer(
             features, hidden, n_components, device=device, random_state=random_state
         )
+        if graph_method:
+            with run.stage("start"):
+                start = network_start(
+                    init, features, graph, n_components, random_state, given=init_given
+                )
     else:
         Y0 = initial_coordinates(
             init, features, graph, n_components, random_state, given=init_given
@@ -168,6 +175,7 @@ def fit_ardr(
             n_epochs=resolved["n_epochs"],
             learning_rate=resolved["learning_rate"],
             batch_size=batch_size,
+            start=start,
         )
         resolved |= dict(n_neighbors=int(graph.knn_indices.shape[1]), n_edges=len(graph.weights))
     else:
@@ -218,7 +226,10 @@ def _unused(method: str, parametric: bool) -> set[str]:
     """Options that did not act on this run, left out of ``params``."""
     graph = method in ("tsne", "umap", "lle")
     out = {"device"}  # recorded as the device used
-    out |= {"init"} if parametric else {"hidden"}
+    if not parametric:
+        out |= {"hidden"}
+    elif not graph:
+        out |= {"init"}  # networks of pca/mds start from their random initialisation
     if graph:
         out |= {"metric", "sampled_pairs"} | ({"min_dist"} if method == "tsne" else {"perplexity"})
     else:

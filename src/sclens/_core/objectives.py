@@ -26,6 +26,7 @@ __all__ = [
     "balanced_weights",
     "DENPairs",
     "Reconstruction",
+    "Regression",
     "NeighborAttraction",
     "Sum",
     "cell_error",
@@ -495,6 +496,22 @@ class Reconstruction:
             self.targets = self.targets.to(out.device)
         err = cell_error(out, self.targets[idx], self.likelihood, decoder.log_theta).mean()
         return Loss(err, {"reconstruction": float(err.detach())})
+
+
+@dataclass
+class Regression:
+    """Mean squared distance of the batch's coordinates ``encoder(idx)`` from ``targets[idx]``:
+    fits a network to given starting coordinates before a neighbour embedding trains it."""
+
+    targets: torch.Tensor
+
+    def __call__(self, encoder, batch) -> Loss:
+        idx = batch["idx"]
+        z = encoder(idx)
+        if self.targets.device != z.device:
+            self.targets = self.targets.to(z.device)
+        err = (z - self.targets[idx]).square().sum(1).mean()
+        return Loss(err, {"distance": float(err.detach())})
 
 
 @dataclass
