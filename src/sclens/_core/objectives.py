@@ -505,6 +505,10 @@ class Regression:
 
     targets: torch.Tensor
 
+    # a mean over the batch's cells: under torchrun the ranks' averaged gradients are the mean
+    # over all their cells
+    distributed = True
+
     def __call__(self, encoder, batch) -> Loss:
         idx = batch["idx"]
         z = encoder(idx)
