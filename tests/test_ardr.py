@@ -143,8 +143,7 @@ def test_tsne_maps_are_tsne_grade_on_pbmc68k(pbmc):
     CPU: table 0.9491-0.9499, parametric 0.9309-0.9354. With uniform negatives for edge
     batches (December 2026; same grid on an AMD EPYC with AVX-512): table 0.9499-0.9500,
     parametric 0.9407-0.9446. With 61-neighbour t-SNE graphs (December 2026; seeds 0-2 x AVX-512/AVX2/portable kernels x 1-2 threads, 6 runs of benchmarks/spread.py on an AMD EPYC with AVX-512):
-    table 0.9512-0.9514, parametric 0.9433-0.9458; with the network's spectral start (same
-    grid, December 2026) parametric 0.9427-0.9462. A UMAP-grade map (0.920) fails both floors, and so does the
+    table 0.9512-0.9514, parametric 0.9433-0.9458. A UMAP-grade map (0.920) fails both floors, and so does the
     parametric map of the earlier edge-end negatives on most runs; the table's floor is above
     sc.tl.tsne's own trustworthiness."""
     sc.pp.pca(pbmc, n_comps=50, random_state=0)

@@ -143,11 +143,10 @@ def test_interrupted_before_one_epoch_writes_nothing(pbmc, monkeypatch, tool):
 
 
 def test_ptsne_interrupted_after_an_epoch_keeps_and_says_so(pbmc, monkeypatch):
-    # 1 step per epoch here; the network's start (fitting the spectral coordinates) has finished
-    _interrupt_after(monkeypatch, objectives.AttractionRepulsion, 1)
+    _interrupt_after(monkeypatch, objectives.AttractionRepulsion, 1)  # 1 step per epoch here
     sl.tl.ptsne(pbmc, n_epochs=8, batch_size=1024)
     params = pbmc.uns["ptsne"]["params"]
-    assert params["interrupted"] and list(params["finished_phases"]) == ["start"]
+    assert params["interrupted"] and len(params["finished_phases"]) == 0
     assert np.isfinite(pbmc.obsm["X_ptsne"]).all()
 
 

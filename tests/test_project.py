@@ -28,8 +28,7 @@ def test_held_out_cells_land_with_their_type(split_ref):
     sl.tl.project(q, ref, transfer="cell_type1")
     acc = float(np.mean(q.obs["cell_type1"].astype(str).to_numpy() == truth))
     # measured 0.95; ingest-like label transfer on this split (61-neighbour t-SNE graphs,
-    # seeds 0-2 x AVX-512/AVX2/portable kernels x 1-2 threads, 6 runs of benchmarks/spread.py on an AMD EPYC with AVX-512: 0.947-0.965;
-    # with the network's spectral start, same grid: 0.960-0.971)
+    # seeds 0-2 x AVX-512/AVX2/portable kernels x 1-2 threads, 6 runs of benchmarks/spread.py on an AMD EPYC with AVX-512: 0.947-0.965)
     assert measured("acc", acc) > 0.93, acc
     conf = q.obs["cell_type1_confidence"].to_numpy()
     assert ((conf > 0) & (conf <= 1)).all()

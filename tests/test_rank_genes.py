@@ -153,8 +153,7 @@ def test_separation_flags_groups_the_map_mixes(syn, monkeypatch, tmp_path):
     0-1 x AVX-512/AVX2 kernels x 1-2 threads (benchmarks/spread.py): worst planted group
     0.928-0.953, largest |separation| of a random label 0.014-0.019; with 61-neighbour t-SNE
     graphs (December 2026; seeds 0-2 x AVX-512/AVX2/portable kernels x 1-2 threads, 6 runs of benchmarks/spread.py on an AMD EPYC with AVX-512) 0.943-0.954 and
-    0.011-0.026; with the network's spectral start (same grid) 0.930-0.949 and 0.011-0.025.
-    Floors 0.8 (above the
+    0.011-0.026. Floors 0.8 (above the
     warning's 0.75) and 0.1. Survives the h5ad round trip.
     """
     adata = syn.copy()
@@ -208,9 +207,7 @@ def test_directional_saliency_points_from_source_to_target(syn):
     gradient at the centroid (salient-SNE's one gradient; ``smoothing=0``): toward 0.245-0.465,
     away 0.365-0.705, 5-30 % of pairs. Over seeds 0-2 x AVX-512/AVX2/portable kernels x 1-2
     threads (6 runs of benchmarks/spread.py): cells 0.72-0.75 / 0.83-0.90 / 0 %, centroid
-    0.705-0.735 / 0.825-0.925 / 0-5 %; with the network's spectral start (same grid) cells
-    0.75-0.795 / 0.86-0.935 / 0 %, centroid 0.67-0.765 / 0.86-0.91 / 0 %. Floors: 0.6, 0.7 and
-    10 %.
+    0.705-0.735 / 0.825-0.925 / 0-5 %. Floors: 0.6, 0.7 and 10 %.
     """
     adata = syn.copy()
     groups = list(adata.obs["group"].cat.categories)
@@ -242,8 +239,7 @@ def test_saliency_image_on_digits():
     assert img.shape == (8, 8)
     # pixels inked in ones but not in zeros push a zero toward the ones; correlation 0.41-0.58
     # over seeds 0-2 x AVX-512/AVX2/portable kernels x 1-2 threads (6 runs, December 2026;
-    # SmoothGrad at the centroid; 0.39-0.60 with the plain gradient); 0.37-0.43 with the
-    # network's spectral start (same grid)
+    # SmoothGrad at the centroid; 0.39-0.60 with the plain gradient)
     mean = lambda d: digits.data[digits.target == d].mean(0)  # noqa: E731
     assert measured("corr", np.corrcoef(np.ravel(img), mean(1) - mean(0))[0, 1]) > 0.3
     plt.close("all")
@@ -373,9 +369,7 @@ def test_markers_of_a_generator_nobody_tuned_for(planted, method, kwargs, floors
     the 6 groups / worst group: integrated gradients 0.983-1.0 / 0.9-1.0; saliency 0.833-1.0 /
     0.0-1.0 with the 91-neighbour t-SNE graph (seeds 4 and 6: 0.0 and 0.3, in groups 0 and 3)
     and 0.90-1.0 / 0.4-1.0 with today's 61 neighbours (worst groups 5, 1, 1, 1 and 3 on five
-    seeds); over seeds x kernels x threads (6 runs) shap 0.983-1.0 / 0.9-1.0. With the
-    network's spectral start (6 runs, seeds 0-2 x kernels x threads): integrated gradients
-    0.967-1.0 / 0.8-1.0, saliency 1.0 / 1.0, shap 0.983-1.0 / 0.9-1.0. Saliency is a
+    seeds); over seeds x kernels x threads (6 runs) shap 0.983-1.0 / 0.9-1.0. Saliency is a
     local gradient and misses a group's markers on some maps that integrated gradients and
     SHAP read correctly (``docs/methods/attribution.md``). Floors, mean / worst group:
     saliency 0.85 / 0.3, the others 0.9 / 0.7. Over 30 random draws with default maps, see

@@ -24,7 +24,6 @@ from sclens._core.recipe import (
     Run,
     auto_epochs,
     neighbor_phases,
-    network_start,
     settings_of,
 )
 from sclens._core.threads import fixed_threads
@@ -58,10 +57,9 @@ def heavy_tailed_tsne(
     with seeded(random_state):
         network = Network(features.shape[1], NETWORK_HIDDEN, 2)
     trainer = Trainer(IndexedNetwork(features, network), device="cpu", random_state=random_state)
-    start = network_start("spectral", features, graph, 2, random_state)  # the graph's eigenmaps
     phases = neighbor_phases(
         NeighborMap(b=b), graph, trainer, parametric=True, n_epochs=n_epochs,
-        learning_rate=1e-2, batch_size=1024, start=start,
+        learning_rate=1e-2, batch_size=1024,
     )  # fmt: skip
     run.train(trainer, phases)
     network = network.eval()

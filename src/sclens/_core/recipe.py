@@ -273,12 +273,13 @@ def neighbor_phases(
     """The exaggeration and embedding phases of ``recipe`` on ``graph``, after a ``start``
     phase where there are ``start`` coordinates for a network.
 
-    ``start`` (networks): coordinates the network is first fitted to, for about
-    ``NETWORK_START_STEPS`` steps of ``batch_size`` cells (mean squared distance, the rate
-    decaying to a tenth), so the exaggeration phase begins from a map with the graph's large-scale
-    layout instead of a random network's projection (``docs/methods/ardr.md``: on 56,000 digits
-    the random start left two digits on top of each other, 10-NN accuracy 0.919-0.946 over
-    seeds; from the spectral start 0.959-0.972 on six runs of seven over seeds and threads).
+    ``start`` (networks; ``init`` other than ``'random'``): coordinates the network is first
+    fitted to, for about ``NETWORK_START_STEPS`` steps of ``batch_size`` cells (mean squared
+    distance, the rate decaying to a tenth), so the exaggeration phase begins from a map with,
+    e.g., the graph's large-scale layout instead of a random network's projection
+    (``docs/methods/ardr.md``: on 56,000 digits the random start left two digits on top of each
+    other, 10-NN accuracy 0.919-0.946 over seeds; from the spectral start 0.959-0.972 on six runs
+    of seven, but one noisy planted draw of thirty collapsed to a point).
 
     By default (``recipe.batches='auto'``) a coordinate table trains on batches of cells (each
     pulled by all its graph neighbours), a network on batches of graph edges; a network on cell

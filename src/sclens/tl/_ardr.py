@@ -122,10 +122,9 @@ def ardr(
     init
         Starting coordinates: ``'random'`` (small Gaussian; default for ``'pca'``/``'mds'``),
         ``'pca'`` (default for ``'tsne'``/``'umap'`` tables), ``'spectral'`` (the kNN graph's
-        Laplacian eigenmaps, approximated; default for ``'tsne'``/``'umap'``/``'lle'`` networks)
-        or an ``.obsm`` key. A network of a graph method is first fitted to these coordinates
-        (``'random'``: its own random initialisation, as it is; see :func:`sclens.tl.ptsne`);
-        networks of ``'pca'``/``'mds'`` do not use it.
+        Laplacian eigenmaps, approximated) or an ``.obsm`` key. A network of a graph method is
+        first fitted to these coordinates; ``'random'`` (its default) leaves it as initialised
+        (see ``init`` of :func:`sclens.tl.ptsne`); networks of ``'pca'``/``'mds'`` do not use it.
     n_epochs
         Training epochs. ``'tsne'``/``'umap'``: an epoch is a pass over all cells (coordinates)
         or ``n_obs`` sampled edges (networks); ``None``: at
@@ -208,7 +207,7 @@ def ardr(
             )
     if exact_repulsion and parametric:
         raise ValueError("exact_repulsion needs a coordinate table; use parametric=False.")
-    init = init or (("spectral" if parametric else "pca") if graph_method else "random")
+    init = init or ("pca" if graph_method and not parametric else "random")
     init_given = obsm_init(adata, init, n_components, ("random", "pca", "spectral"))
     resolve_device(device)
 
