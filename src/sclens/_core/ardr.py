@@ -136,10 +136,9 @@ def fit_ardr(
             features, hidden, n_components, device=device, random_state=random_state
         )
         if graph_method:
-            with run.stage("start"):
-                start = network_start(
-                    init, features, graph, n_components, random_state, given=init_given
-                )
+            start = network_start(
+                run, init, features, graph, n_components, random_state, given=init_given
+            )
     else:
         Y0 = initial_coordinates(
             init, features, graph, n_components, random_state, given=init_given

@@ -413,7 +413,7 @@ def graph_spectral(
     vectors after the stationary one, times ``D^-1/2``. ``n_iter`` steps damp every mode of
     eigenvalue ``lambda`` by ``lambda^n_iter``, so the result is the leading PCs smoothed over
     the graph until only its slowest modes (the groups it keeps apart) remain: UMAP's spectral
-    start, in about a second at 56,000 cells where an exact eigensolver took minutes.
+    start, in 1-3 s at 56,000 cells where an exact eigensolver ran for minutes.
     Deterministic for the graph and features.
     """
     S = sparse.csr_matrix(graph.to_sparse())  # a fresh matrix: scaled in place below
@@ -429,6 +429,7 @@ def graph_spectral(
 
 
 def network_start(
+    run: Run,
     init: str,
     features: np.ndarray,
     graph: Graph,
@@ -438,12 +439,13 @@ def network_start(
     given: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """The coordinates a network is fitted to before its neighbour embedding (the ``start`` of
-    :func:`neighbor_phases`), standardised; ``None`` for ``'random'`` (the network's own random
-    initialisation)."""
+    :func:`neighbor_phases`), standardised and timed as ``run``'s ``start`` stage; ``None`` for
+    ``'random'`` (the network's own random initialisation; no stage)."""
     if init == "random":
         return None
-    Y0 = initial_coordinates(init, features, graph, n_components, random_state, given=given)
-    return standardise(Y0).astype(np.float32)
+    with run.stage("start"):
+        Y0 = initial_coordinates(init, features, graph, n_components, random_state, given=given)
+        return standardise(Y0).astype(np.float32)
 
 
 def standardise(Y: np.ndarray) -> np.ndarray:

@@ -85,7 +85,7 @@ def ptsne(
         Where the map starts. ``'random'`` (default): the network's random initialisation as
         it is. Otherwise the network is first fitted to starting coordinates (about 300 steps),
         then trained with t-SNE: ``'spectral'``, the kNN graph's Laplacian eigenmaps (UMAP's
-        start; approximated, about a second at 50,000 cells), ``'pca'``, the first principal
+        start; approximated, 1-3 s at 56,000 cells), ``'pca'``, the first principal
         components, or an ``.obsm`` key, that map (e.g. ``'X_umap'``). On 56,000 digits the
         spectral start kept two digits from sharing one place on 6 of 7 runs (the random start
         on none), but on one of 30 noisy planted-marker draws it collapsed the map to a point
@@ -126,7 +126,8 @@ def ptsne(
         Loss per epoch and phase.
     ``adata.uns['ptsne']['timings']``
         Wall-clock seconds of each stage: ``input`` (PCA layer and features), ``graph`` (kNN
-        and affinities), ``start`` (the starting coordinates of ``init``), ``training`` and
+        and affinities), ``start`` (the starting coordinates of ``init``, unless ``'random'``),
+        ``training`` and
         ``transform`` (coordinates of all cells).
     """
     adata = start_adata(adata, "ptsne", copy, backed_ok=True)
@@ -204,8 +205,7 @@ def ptsne(
         batches=batches,
     )
     n_epochs = resolved["n_epochs"]  # recorded in params
-    with run.stage("start"):
-        start = network_start(init, features, graph, n_components, random_state, given=init_given)
+    start = network_start(run, init, features, graph, n_components, random_state, given=init_given)
     phases += neighbor_phases(
         tsne,
         graph,
