@@ -13,7 +13,9 @@ of one log-normalised draw of :func:`sclens.datasets.planted_markers`, e.g. ``pl
 on it by the method's own transform (openTSNE ``TSNEEmbedding.transform``, ``sc.tl.ingest`` for
 UMAP, ``sl.tl.project`` for parametric sclens maps: a forward pass, or for ``ptsne_neighbors``
 ``placement='neighbors'``, the median position of the 3 nearest training cells in PC space;
-coordinate tables cannot place cells).
+coordinate tables cannot place cells). Not in the default list: ``ptsne_spectral`` and
+``ardr_umap_param_spectral``, the same networks started from the graph's spectral layout
+(``init='spectral'``).
 
 Columns: training seconds and their ratio to ``sc.pp.neighbors + sc.tl.umap`` (numba's one-off
 compilation is measured on a small warm-up set and reported apart), trustworthiness@10 (5,000
@@ -160,6 +162,11 @@ def train_and_place(method: str, ref, query, seed: int = 0) -> dict:
             "ardr_tsne": ("ardr", {"method": "tsne"}),
             "ardr_tsne_param": ("ardr", {"method": "tsne", "parametric": True}),
             "ardr_umap_param": ("ardr", {"method": "umap", "parametric": True}),
+            "ptsne_spectral": ("ptsne", {"init": "spectral"}),
+            "ardr_umap_param_spectral": (
+                "ardr",
+                {"method": "umap", "parametric": True, "init": "spectral"},
+            ),
         }[method]
         getattr(sl.tl, key)(ref, use_rep="X_pca", random_state=seed, **kw)
         out["train_s"] = time.perf_counter() - t0
